@@ -1,0 +1,2 @@
+//! aarch64 data-abort decoding (placeholder).
+#![no_std]

@@ -1,0 +1,2 @@
+//! Bare-metal aarch64 shim (placeholder).
+#![no_std]

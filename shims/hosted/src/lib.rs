@@ -1,0 +1,1 @@
+//! Hosted Linux shim (placeholder).

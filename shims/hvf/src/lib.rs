@@ -1,0 +1,1 @@
+//! Hypervisor.framework shim (placeholder).
