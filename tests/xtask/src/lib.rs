@@ -1,0 +1,13 @@
+//! virtnet's developer commands (`cargo xtask ...`) as a library: the test
+//! suites, and the harnesses they share (a Linux guest under QEMU, network
+//! namespaces, installers).
+
+pub mod cpio;
+pub mod ctx;
+pub mod guest;
+pub mod install;
+pub mod netns;
+pub mod qemu;
+pub mod selftest;
+pub mod suites;
+pub mod util;

@@ -1,0 +1,44 @@
+//! The test suites of `cargo xtask test`, one per file, registered in
+//! [`SUITES`].
+//!
+//! To add a suite: write `src/suites/<name>.rs` with a
+//! `pub fn run(ctx: &Ctx) -> anyhow::Result<Tally>`, declare the module
+//! below, and add ONE line to [`SUITES`]. A suite records each check with
+//! [`Tally::record`] (or sums test counts); the runner prints the closing
+//! `<suite>: N passed, N failed` line. Returning an error counts as one
+//! failure. Register only suites that really run something.
+
+use anyhow::Result;
+
+pub use crate::ctx::Ctx;
+pub use crate::util::Tally;
+
+mod lint;
+mod miri;
+mod nostd;
+mod unit;
+
+/// One registered suite.
+#[derive(Debug, Clone, Copy)]
+pub struct Suite {
+    /// Name used on the command line.
+    pub name: &'static str,
+    /// One-line description shown by `cargo xtask test --list`.
+    pub description: &'static str,
+    /// Runs the suite.
+    pub run: fn(&Ctx) -> Result<Tally>,
+}
+
+/// Every suite, in the order `cargo xtask test` runs them: one line each.
+#[rustfmt::skip]
+pub const SUITES: &[Suite] = &[
+    Suite { name: "lint", description: "rustfmt check, clippy -D warnings, rustdoc -D warnings", run: lint::run },
+    Suite { name: "nostd", description: "core builds for aarch64-unknown-none and thumbv7em-none-eabihf, every feature set; dependency allow-list", run: nostd::run },
+    Suite { name: "unit", description: "cargo test over the workspace", run: unit::run },
+    Suite { name: "miri", description: "the core's tests under Miri with strict provenance", run: miri::run },
+];
+
+/// Looks a suite up by name.
+pub fn find(name: &str) -> Option<&'static Suite> {
+    SUITES.iter().find(|s| s.name == name)
+}
