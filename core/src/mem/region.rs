@@ -1,0 +1,395 @@
+//! Host-mapped guest memory regions: the crate's only `unsafe` memory code.
+//!
+//! Rules (after rust-vmm vm-memory's volatile-memory rules):
+//! - no reference or slice into guest memory is ever created or handed out;
+//! - bytes move with `copy_nonoverlapping` into or out of host-owned buffers;
+//! - ring indices move with `AtomicU16` loads and stores (acquire/release);
+//! - every pointer is derived from a [`Region`] after the whole range was
+//!   checked to lie inside it (I-MEM-1, I-MEM-2).
+#![allow(unsafe_code)]
+
+use super::{range_end, GuestAddress, GuestMemory, MemError};
+use core::fmt;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU16, Ordering};
+
+/// One contiguous range of guest-physical memory mapped into the host.
+#[derive(Clone, Copy)]
+pub struct Region {
+    gpa: u64,
+    host: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a `Region` is only a description of memory the creator promised
+// (see `Region::new`) stays mapped and may be accessed from any thread; every
+// access goes through copies or atomics, never through references, so sharing
+// the description across threads adds no aliasing.
+unsafe impl Send for Region {}
+// SAFETY: as for `Send`: `&Region` only allows the same copy/atomic accesses.
+unsafe impl Sync for Region {}
+
+impl fmt::Debug for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Region")
+            .field("gpa", &format_args!("{:#x}", self.gpa))
+            .field("len", &format_args!("{:#x}", self.len))
+            .finish()
+    }
+}
+
+/// Why a region or region set was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum RegionError {
+    /// The host pointer was null.
+    NullHost,
+    /// The region is empty.
+    Empty,
+    /// `gpa + len` wraps, or `len` exceeds `isize::MAX`.
+    TooLarge,
+    /// The region overlaps one already added.
+    Overlap,
+    /// The region set is full (`N` regions).
+    Full,
+}
+
+impl fmt::Display for RegionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RegionError::NullHost => "region host pointer is null",
+            RegionError::Empty => "region is empty",
+            RegionError::TooLarge => "region wraps the address space or exceeds isize::MAX",
+            RegionError::Overlap => "region overlaps another region",
+            RegionError::Full => "no room for another region",
+        })
+    }
+}
+
+impl core::error::Error for RegionError {}
+
+impl Region {
+    /// Describe guest-physical `[gpa, gpa + len)` as mapped at host address
+    /// `host`.
+    ///
+    /// # Safety
+    /// For as long as the returned `Region` (or any copy of it, or any
+    /// [`RegionMemory`] holding it) exists:
+    /// - `host .. host + len` must be valid for reads and writes, and mapped;
+    /// - nothing in the host may hold a Rust reference (`&`/`&mut`) to those
+    ///   bytes: the guest and other threads may change them at any time, so the
+    ///   region is only accessed with copies and atomics.
+    ///
+    /// Concurrent writes by the guest or other threads are allowed: they can
+    /// make the *values* read arbitrary, never the accesses unsound.
+    pub unsafe fn new(gpa: u64, host: *mut u8, len: usize) -> Result<Region, RegionError> {
+        let host = NonNull::new(host).ok_or(RegionError::NullHost)?;
+        if len == 0 {
+            return Err(RegionError::Empty);
+        }
+        let len64 = u64::try_from(len).map_err(|_| RegionError::TooLarge)?;
+        if isize::try_from(len).is_err() || gpa.checked_add(len64).is_none() {
+            return Err(RegionError::TooLarge);
+        }
+        Ok(Region { gpa, host, len })
+    }
+
+    /// First guest-physical address of the region.
+    pub fn gpa(&self) -> GuestAddress {
+        GuestAddress(self.gpa)
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: empty regions cannot be built.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Exclusive end, which cannot overflow (checked in `new`).
+    fn end(&self) -> u64 {
+        self.gpa.saturating_add(self.len as u64)
+    }
+
+    fn contains(&self, addr: u64) -> bool {
+        addr >= self.gpa && addr < self.end()
+    }
+
+    /// Host pointer for `addr` inside this region (checked by the caller).
+    fn host_ptr(&self, addr: u64) -> *mut u8 {
+        let off = addr.saturating_sub(self.gpa) as usize;
+        // `off < len <= isize::MAX`, so this stays inside the mapping;
+        // `wrapping_add` keeps it free of `unsafe`.
+        self.host.as_ptr().wrapping_add(off)
+    }
+}
+
+/// Guest memory made of up to `N` host-mapped [`Region`]s, kept sorted by
+/// guest-physical address. All three shims use it.
+#[derive(Clone, Debug, Default)]
+pub struct RegionMemory<const N: usize> {
+    regions: heapless::Vec<Region, N>,
+}
+
+impl<const N: usize> RegionMemory<N> {
+    /// An empty region set.
+    pub const fn new() -> Self {
+        RegionMemory {
+            regions: heapless::Vec::new(),
+        }
+    }
+
+    /// Add a region; refuses overlaps and more than `N` regions.
+    pub fn add(&mut self, region: Region) -> Result<(), RegionError> {
+        if self
+            .regions
+            .iter()
+            .any(|r| region.gpa < r.end() && r.gpa < region.end())
+        {
+            return Err(RegionError::Overlap);
+        }
+        let pos = self
+            .regions
+            .iter()
+            .position(|r| r.gpa > region.gpa)
+            .unwrap_or(self.regions.len());
+        self.regions
+            .insert(pos, region)
+            .map_err(|_| RegionError::Full)
+    }
+
+    /// The regions, sorted by guest address.
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    /// Remove all regions.
+    pub fn clear(&mut self) {
+        self.regions.clear();
+    }
+
+    fn find(&self, addr: u64) -> Option<&Region> {
+        self.regions.iter().find(|r| r.contains(addr))
+    }
+
+    /// Validate `[addr, addr+len)` and call `f(region, chunk_addr, chunk_len,
+    /// offset_in_range)` for each piece, in order. Nothing is called unless
+    /// the whole range is valid (no partial effect on the host side).
+    fn chunks(
+        &self,
+        addr: u64,
+        len: usize,
+        mut f: impl FnMut(&Region, u64, usize, usize),
+    ) -> Result<(), MemError> {
+        let len64 = len as u64;
+        let end = range_end(addr, len64)?;
+        let err = MemError::OutOfRange { addr, len: len64 };
+        // Pass 1: validate (at most N steps: each step enters a new region).
+        let mut cur = addr;
+        let mut steps = 0usize;
+        while cur < end {
+            let r = self.find(cur).ok_or(err)?;
+            cur = r.end().min(end);
+            steps = steps.saturating_add(1);
+            if steps > N {
+                return Err(err);
+            }
+        }
+        // Pass 2: act.
+        let mut cur = addr;
+        while cur < end {
+            let Some(r) = self.find(cur) else {
+                return Err(err);
+            };
+            let chunk_end = r.end().min(end);
+            let chunk = chunk_end.saturating_sub(cur) as usize;
+            f(r, cur, chunk, cur.saturating_sub(addr) as usize);
+            cur = chunk_end;
+        }
+        Ok(())
+    }
+
+    fn atomic_u16(&self, addr: GuestAddress) -> Result<&AtomicU16, MemError> {
+        let a = addr.0;
+        let end = range_end(a, 2)?;
+        let r = self
+            .find(a)
+            .ok_or(MemError::OutOfRange { addr: a, len: 2 })?;
+        if end > r.end() {
+            return Err(MemError::Misaligned(a));
+        }
+        let p = r.host_ptr(a);
+        if p.addr() % 2 != 0 {
+            return Err(MemError::Misaligned(a));
+        }
+        // SAFETY: `p..p+2` lies inside `r` (checked above), which `Region::new`'s
+        // contract keeps valid for reads and writes for as long as `self`
+        // lives; `p` is 2-aligned (checked above); and the contract forbids
+        // non-atomic *references* to the bytes, so creating a shared atomic
+        // view is sound even while the guest writes them.
+        Ok(unsafe { AtomicU16::from_ptr(p.cast::<u16>()) })
+    }
+}
+
+impl<const N: usize> GuestMemory for RegionMemory<N> {
+    fn read(&self, addr: GuestAddress, dst: &mut [u8]) -> Result<(), MemError> {
+        let dst_ptr = dst.as_mut_ptr();
+        self.chunks(addr.0, dst.len(), |r, a, n, off| {
+            // SAFETY: `chunks` checked `[a, a+n)` is inside `r`, valid for
+            // reads per `Region::new`; `dst[off..off+n]` is inside `dst`
+            // because the chunks partition `[addr, addr+dst.len())`; a host
+            // buffer the caller borrows mutably cannot overlap guest memory
+            // (the contract forbids references into it).
+            unsafe { core::ptr::copy_nonoverlapping(r.host_ptr(a), dst_ptr.add(off), n) }
+        })
+    }
+
+    fn write(&self, addr: GuestAddress, src: &[u8]) -> Result<(), MemError> {
+        let src_ptr = src.as_ptr();
+        self.chunks(addr.0, src.len(), |r, a, n, off| {
+            // SAFETY: as in `read`, with the roles swapped: `[a, a+n)` is
+            // inside `r` and valid for writes; `src[off..off+n]` is inside
+            // `src`; the two cannot overlap.
+            unsafe { core::ptr::copy_nonoverlapping(src_ptr.add(off), r.host_ptr(a), n) }
+        })
+    }
+
+    fn check_range(&self, addr: GuestAddress, len: u64) -> Result<(), MemError> {
+        let len = usize::try_from(len).map_err(|_| MemError::Overflow)?;
+        self.chunks(addr.0, len, |_, _, _, _| {})
+    }
+
+    fn load_u16_acquire(&self, addr: GuestAddress) -> Result<u16, MemError> {
+        Ok(u16::from_le(self.atomic_u16(addr)?.load(Ordering::Acquire)))
+    }
+
+    fn store_u16_release(&self, addr: GuestAddress, value: u16) -> Result<(), MemError> {
+        self.atomic_u16(addr)?
+            .store(value.to_le(), Ordering::Release);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec;
+
+    fn mem2(a: &mut [u8], b: &mut [u8], gap: u64) -> RegionMemory<4> {
+        let mut m = RegionMemory::<4>::new();
+        let la = a.len() as u64;
+        // SAFETY: test buffers outlive the memory and are not otherwise referenced
+        // while it is used.
+        unsafe {
+            m.add(Region::new(0x1000, a.as_mut_ptr(), a.len()).unwrap())
+                .unwrap();
+            m.add(Region::new(0x1000 + la + gap, b.as_mut_ptr(), b.len()).unwrap())
+                .unwrap();
+        }
+        m
+    }
+
+    /// I-MEM-1: a range ending on the last byte is accepted, one byte more is not.
+    #[test]
+    fn range_ending_on_last_byte_is_accepted_one_more_is_refused() {
+        let mut a = vec![0u8; 64];
+        let mut b = vec![0u8; 64];
+        let m = mem2(&mut a, &mut b, 0x100);
+        assert!(m.check_range(GuestAddress(0x1000), 64).is_ok());
+        assert!(m.check_range(GuestAddress(0x1000 + 60), 4).is_ok());
+        assert_eq!(
+            m.check_range(GuestAddress(0x1000 + 60), 5),
+            Err(MemError::OutOfRange {
+                addr: 0x103c,
+                len: 5
+            })
+        );
+    }
+
+    /// I-MEM-2: a range across a hole is refused and has no partial effect.
+    #[test]
+    fn range_across_a_hole_is_refused_without_partial_write() {
+        let mut a = vec![0u8; 64];
+        let mut b = vec![0u8; 64];
+        {
+            let m = mem2(&mut a, &mut b, 0x100);
+            assert!(m.write(GuestAddress(0x1000 + 60), &[1u8; 8]).is_err());
+        }
+        assert!(a.iter().all(|&x| x == 0));
+    }
+
+    /// I-MEM-2: adjacent regions form one valid range.
+    #[test]
+    fn range_across_adjacent_regions_is_one_range() {
+        let mut a = vec![0u8; 64];
+        let mut b = vec![0u8; 64];
+        {
+            let m = mem2(&mut a, &mut b, 0);
+            let src: std::vec::Vec<u8> = (0..16u8).collect();
+            m.write(GuestAddress(0x1000 + 56), &src).unwrap();
+            let mut back = [0u8; 16];
+            m.read(GuestAddress(0x1000 + 56), &mut back).unwrap();
+            assert_eq!(&back[..], &src[..]);
+        }
+        assert_eq!(&a[56..], &[0, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(&b[..8], &[8, 9, 10, 11, 12, 13, 14, 15]);
+    }
+
+    /// I-MEM-3: wrapping ranges are refused.
+    #[test]
+    fn wrapping_range_is_overflow() {
+        let mut a = vec![0u8; 64];
+        let mut b = vec![0u8; 64];
+        let m = mem2(&mut a, &mut b, 0);
+        assert_eq!(
+            m.check_range(GuestAddress(u64::MAX - 15), 32),
+            Err(MemError::Overflow)
+        );
+    }
+
+    #[test]
+    fn ring_index_atomics_round_trip_and_refuse_misaligned() {
+        let mut a = vec![0u8; 64];
+        let mut b = vec![0u8; 64];
+        let m = mem2(&mut a, &mut b, 0);
+        m.store_u16_release(GuestAddress(0x1002), 0xBEEF).unwrap();
+        assert_eq!(m.load_u16_acquire(GuestAddress(0x1002)).unwrap(), 0xBEEF);
+        assert_eq!(m.read_u16(GuestAddress(0x1002)).unwrap(), 0xBEEF);
+        assert!(matches!(
+            m.load_u16_acquire(GuestAddress(0x1003)),
+            Err(MemError::Misaligned(_)) | Ok(_)
+        ));
+        assert!(m.load_u16_acquire(GuestAddress(0x5000)).is_err());
+    }
+
+    #[test]
+    fn regions_refuse_overlap_null_empty_and_wrap() {
+        let mut a = vec![0u8; 64];
+        let mut m = RegionMemory::<2>::new();
+        // SAFETY: the buffer outlives `m`.
+        unsafe {
+            m.add(Region::new(0x1000, a.as_mut_ptr(), 64).unwrap())
+                .unwrap();
+            assert_eq!(
+                m.add(Region::new(0x1020, a.as_mut_ptr(), 64).unwrap()),
+                Err(RegionError::Overlap)
+            );
+            assert_eq!(
+                Region::new(0, core::ptr::null_mut(), 1).unwrap_err(),
+                RegionError::NullHost
+            );
+            assert_eq!(
+                Region::new(0, a.as_mut_ptr(), 0).unwrap_err(),
+                RegionError::Empty
+            );
+            assert_eq!(
+                Region::new(u64::MAX - 8, a.as_mut_ptr(), 64).unwrap_err(),
+                RegionError::TooLarge
+            );
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! The split virtqueue, device side (VIRTIO 1.2 §2.7).
+
+use super::chain::{walk, DescriptorChain};
+use super::{
+    Head, LayoutError, Popped, QueueError, QueueFeatures, QueueLayout, RingPart, Virtqueue,
+    MAX_QUEUE_SIZE,
+};
+use crate::mem::{GuestAddress, GuestMemory, MemError};
+use crate::wire::ring::{
+    avail_ring_bytes, desc_table_bytes, used_ring_bytes, AVAIL_ALIGN, DESC_ALIGN, USED_ALIGN,
+    VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY,
+};
+use crate::wire::UsedElem;
+use core::sync::atomic::{fence, Ordering};
+use zerocopy::byteorder::little_endian::U32;
+
+/// `vring_need_event` (§2.7.7.2, the driver's used_event / the device's
+/// avail_event): whether moving an index from `old` to `new` crossed
+/// `event`, all modulo 2^16. True exactly when `event` lies in
+/// `[old, new - 1]` (I-QUEUE-8).
+#[inline]
+pub fn vring_need_event(event: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
+}
+
+/// A split virtqueue as the device sees it: the validated layout (a trusted
+/// snapshot taken at activation, I-QUEUE-1) and the device's own indices.
+#[derive(Clone, Debug)]
+pub struct SplitQueue {
+    layout: QueueLayout,
+    features: QueueFeatures,
+    next_avail: u16,
+    next_used: u16,
+    /// Last avail idx read from the ring (batches the acquire loads).
+    avail_shadow: u16,
+    in_flight: u16,
+    /// Used idx when the driver was last considered for a notification.
+    signalled_used: u16,
+    broken: Option<QueueError>,
+}
+
+impl SplitQueue {
+    /// Validate a layout against `mem` and build the queue (§2.7: size a
+    /// power of two in `1..=max_size` (and ≤ 32768), alignment 16/2/4, each
+    /// part inside guest memory, no two parts overlapping).
+    pub fn new<M: GuestMemory + ?Sized>(
+        layout: QueueLayout,
+        features: QueueFeatures,
+        max_size: u16,
+        mem: &M,
+    ) -> Result<SplitQueue, LayoutError> {
+        let size = layout.size;
+        if size == 0 || !size.is_power_of_two() || size > max_size || size > MAX_QUEUE_SIZE {
+            return Err(LayoutError::BadSize(size));
+        }
+        let parts = [
+            (
+                RingPart::DescTable,
+                layout.desc_table,
+                DESC_ALIGN,
+                desc_table_bytes(size),
+            ),
+            (
+                RingPart::AvailRing,
+                layout.avail_ring,
+                AVAIL_ALIGN,
+                avail_ring_bytes(size),
+            ),
+            (
+                RingPart::UsedRing,
+                layout.used_ring,
+                USED_ALIGN,
+                used_ring_bytes(size),
+            ),
+        ];
+        for (part, addr, align, len) in parts {
+            if addr.0.checked_rem(align) != Some(0) {
+                return Err(LayoutError::Misaligned(part));
+            }
+            if addr.checked_add(len).is_none() {
+                return Err(LayoutError::OutsideMemory(part, MemError::Overflow));
+            }
+            mem.check_range(addr, len)
+                .map_err(|e| LayoutError::OutsideMemory(part, e))?;
+        }
+        for (i, (pa, aa, _, la)) in parts.iter().enumerate() {
+            for (pb, ab, _, lb) in parts.iter().skip(i.saturating_add(1)) {
+                // Ends cannot overflow: checked above.
+                let (ea, eb) = (aa.0.saturating_add(*la), ab.0.saturating_add(*lb));
+                if aa.0 < eb && ab.0 < ea {
+                    return Err(LayoutError::Overlap(*pa, *pb));
+                }
+            }
+        }
+        Ok(SplitQueue {
+            layout,
+            features,
+            next_avail: 0,
+            next_used: 0,
+            avail_shadow: 0,
+            in_flight: 0,
+            signalled_used: 0,
+            broken: None,
+        })
+    }
+
+    /// Start from given indices (vhost-user `SET_VRING_BASE`, or migration).
+    pub fn set_indices(&mut self, next_avail: u16, next_used: u16) {
+        self.next_avail = next_avail;
+        self.avail_shadow = next_avail;
+        self.next_used = next_used;
+        self.signalled_used = next_used;
+        self.in_flight = 0;
+    }
+
+    /// Take the next-used index from the used ring's idx field (vhost-user:
+    /// the frontend owns the rings before the backend starts).
+    pub fn sync_used_from_ring<M: GuestMemory + ?Sized>(
+        &mut self,
+        mem: &M,
+    ) -> Result<(), QueueError> {
+        let idx = mem
+            .load_u16_acquire(self.used_idx_addr())
+            .map_err(QueueError::Mem)?;
+        self.next_used = idx;
+        self.signalled_used = idx;
+        Ok(())
+    }
+
+    /// The next available-ring position the device will consume
+    /// (vhost-user `GET_VRING_BASE`).
+    pub fn next_avail(&self) -> u16 {
+        self.next_avail
+    }
+
+    /// The next used-ring position the device will fill.
+    pub fn next_used(&self) -> u16 {
+        self.next_used
+    }
+
+    /// The validated layout.
+    pub fn layout(&self) -> QueueLayout {
+        self.layout
+    }
+
+    /// The negotiated ring features.
+    pub fn features(&self) -> QueueFeatures {
+        self.features
+    }
+
+    /// Chains the driver has made available and the device has not popped
+    /// (from the last avail idx read; 0 when the ring is broken).
+    pub fn pending_hint(&self) -> u16 {
+        self.avail_shadow.wrapping_sub(self.next_avail)
+    }
+
+    fn mask(&self) -> u16 {
+        self.layout.size.wrapping_sub(1)
+    }
+
+    fn avail_flags_addr(&self) -> GuestAddress {
+        self.layout.avail_ring
+    }
+
+    fn avail_idx_addr(&self) -> GuestAddress {
+        GuestAddress(self.layout.avail_ring.0.saturating_add(2))
+    }
+
+    fn avail_entry_addr(&self, pos: u16) -> GuestAddress {
+        let slot = u64::from(pos & self.mask());
+        GuestAddress(
+            self.layout
+                .avail_ring
+                .0
+                .saturating_add(4)
+                .saturating_add(slot.saturating_mul(2)),
+        )
+    }
+
+    fn used_event_addr(&self) -> GuestAddress {
+        self.avail_entry_addr(0)
+            .offset_saturating(u64::from(self.layout.size).saturating_mul(2))
+    }
+
+    fn used_flags_addr(&self) -> GuestAddress {
+        self.layout.used_ring
+    }
+
+    fn used_idx_addr(&self) -> GuestAddress {
+        GuestAddress(self.layout.used_ring.0.saturating_add(2))
+    }
+
+    fn used_entry_addr(&self, pos: u16) -> GuestAddress {
+        let slot = u64::from(pos & self.mask());
+        GuestAddress(
+            self.layout
+                .used_ring
+                .0
+                .saturating_add(4)
+                .saturating_add(slot.saturating_mul(8)),
+        )
+    }
+
+    fn avail_event_addr(&self) -> GuestAddress {
+        self.used_entry_addr(0)
+            .offset_saturating(u64::from(self.layout.size).saturating_mul(8))
+    }
+
+    fn poison(&mut self, e: QueueError) -> QueueError {
+        if self.broken.is_none() {
+            vn_warn!("virtqueue stopped: {:?}", e);
+            self.broken = Some(e);
+        }
+        e
+    }
+
+    fn check(&self) -> Result<(), QueueError> {
+        match self.broken {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Re-read avail idx (acquire) and validate it against `next_avail`.
+    fn refresh_avail<M: GuestMemory + ?Sized>(&mut self, mem: &M) -> Result<u16, QueueError> {
+        let idx = match mem.load_u16_acquire(self.avail_idx_addr()) {
+            Ok(i) => i,
+            Err(e) => return Err(self.poison(QueueError::Mem(e))),
+        };
+        if idx.wrapping_sub(self.next_avail) > self.layout.size {
+            return Err(self.poison(QueueError::InvalidAvailIdx {
+                avail_idx: idx,
+                next_avail: self.next_avail,
+            }));
+        }
+        self.avail_shadow = idx;
+        Ok(idx)
+    }
+}
+
+trait OffsetSaturating {
+    fn offset_saturating(self, by: u64) -> GuestAddress;
+}
+
+impl OffsetSaturating for GuestAddress {
+    /// Ring addresses cannot overflow: the layout was range-checked.
+    fn offset_saturating(self, by: u64) -> GuestAddress {
+        GuestAddress(self.0.saturating_add(by))
+    }
+}
+
+impl Virtqueue for SplitQueue {
+    fn pop<M: GuestMemory + ?Sized, const S: usize>(
+        &mut self,
+        mem: &M,
+        chain: &mut DescriptorChain<S>,
+    ) -> Result<Option<Popped>, QueueError> {
+        self.check()?;
+        if self.next_avail == self.avail_shadow && self.refresh_avail(mem)? == self.next_avail {
+            return Ok(None);
+        }
+        if self.in_flight >= self.layout.size {
+            return Err(self.poison(QueueError::TooManyInFlight));
+        }
+        // Ordered after the acquire load of avail idx.
+        let head = match mem.read_u16(self.avail_entry_addr(self.next_avail)) {
+            Ok(h) => h,
+            Err(e) => return Err(self.poison(QueueError::Mem(e))),
+        };
+        if head >= self.layout.size {
+            return Err(self.poison(QueueError::InvalidHead(head)));
+        }
+        let token = Head {
+            index: head,
+            avail_pos: self.next_avail,
+        };
+        self.next_avail = self.next_avail.wrapping_add(1);
+        self.in_flight = self.in_flight.saturating_add(1);
+        match walk(
+            mem,
+            self.layout.desc_table,
+            self.layout.size,
+            head,
+            self.features.indirect,
+            chain,
+        ) {
+            Ok(()) => Ok(Some(Popped::Chain(token))),
+            Err(Ok(e)) => {
+                vn_debug!("malformed chain at head {}: {:?}", head, e);
+                Ok(Some(Popped::Malformed(token, e)))
+            }
+            Err(Err(e)) => Err(self.poison(QueueError::Mem(e))),
+        }
+    }
+
+    fn undo_pop(&mut self, head: Head) -> Result<(), Head> {
+        if head.avail_pos != self.next_avail.wrapping_sub(1) || self.in_flight == 0 {
+            return Err(head);
+        }
+        self.next_avail = head.avail_pos;
+        self.in_flight = self.in_flight.saturating_sub(1);
+        Ok(())
+    }
+
+    fn add_used<M: GuestMemory + ?Sized>(
+        &mut self,
+        mem: &M,
+        head: Head,
+        len: u32,
+    ) -> Result<(), QueueError> {
+        self.check()?;
+        let elem = UsedElem {
+            id: U32::new(u32::from(head.index)),
+            len: U32::new(len),
+        };
+        if let Err(e) = mem.write_obj(self.used_entry_addr(self.next_used), &elem) {
+            return Err(self.poison(QueueError::Mem(e)));
+        }
+        self.next_used = self.next_used.wrapping_add(1);
+        self.in_flight = self.in_flight.saturating_sub(1);
+        Ok(())
+    }
+
+    fn publish_used<M: GuestMemory + ?Sized>(&mut self, mem: &M) -> Result<(), QueueError> {
+        self.check()?;
+        mem.store_u16_release(self.used_idx_addr(), self.next_used)
+            .map_err(|e| self.poison(QueueError::Mem(e)))
+    }
+
+    fn needs_notification<M: GuestMemory + ?Sized>(&mut self, mem: &M) -> Result<bool, QueueError> {
+        self.check()?;
+        let old = self.signalled_used;
+        let new = self.next_used;
+        self.signalled_used = new;
+        if old == new {
+            return Ok(false);
+        }
+        // The used idx store must be visible before used_event/flags is read
+        // (the classic virtio "mb()" of §2.7.7.2).
+        fence(Ordering::SeqCst);
+        if self.features.event_idx {
+            let event = mem
+                .read_u16(self.used_event_addr())
+                .map_err(|e| self.poison(QueueError::Mem(e)))?;
+            Ok(vring_need_event(event, new, old))
+        } else {
+            let flags = mem
+                .read_u16(self.avail_flags_addr())
+                .map_err(|e| self.poison(QueueError::Mem(e)))?;
+            Ok(flags & VIRTQ_AVAIL_F_NO_INTERRUPT == 0)
+        }
+    }
+
+    fn enable_notifications<M: GuestMemory + ?Sized>(
+        &mut self,
+        mem: &M,
+    ) -> Result<bool, QueueError> {
+        self.check()?;
+        let r = if self.features.event_idx {
+            mem.write_u16(self.avail_event_addr(), self.next_avail)
+        } else {
+            mem.write_u16(self.used_flags_addr(), 0)
+        };
+        r.map_err(|e| self.poison(QueueError::Mem(e)))?;
+        // Make the write visible before re-reading avail idx, or a buffer
+        // made available in between would wait for a kick that never comes.
+        fence(Ordering::SeqCst);
+        Ok(self.refresh_avail(mem)? != self.next_avail)
+    }
+
+    fn disable_notifications<M: GuestMemory + ?Sized>(
+        &mut self,
+        mem: &M,
+    ) -> Result<(), QueueError> {
+        self.check()?;
+        if !self.features.event_idx {
+            mem.write_u16(self.used_flags_addr(), VIRTQ_USED_F_NO_NOTIFY)
+                .map_err(|e| self.poison(QueueError::Mem(e)))?;
+        }
+        Ok(())
+    }
+
+    fn broken(&self) -> Option<QueueError> {
+        self.broken
+    }
+
+    fn size(&self) -> u16 {
+        self.layout.size
+    }
+
+    fn in_flight(&self) -> u16 {
+        self.in_flight
+    }
+}
