@@ -58,3 +58,10 @@ bitflags::bitflags! {
         const IN_ORDER = 1 << 35;
     }
 }
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Features {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "Features({=u64:#x})", self.bits())
+    }
+}

@@ -8,6 +8,8 @@ macro_rules! vn_warn {
         ::defmt::warn!($($arg)*);
         #[cfg(feature = "log")]
         ::log::warn!($($arg)*);
+        #[cfg(not(any(feature = "defmt", feature = "log")))]
+        let _ = format_args!($($arg)*);
     }};
 }
 
@@ -17,6 +19,8 @@ macro_rules! vn_debug {
         ::defmt::debug!($($arg)*);
         #[cfg(feature = "log")]
         ::log::debug!($($arg)*);
+        #[cfg(not(any(feature = "defmt", feature = "log")))]
+        let _ = format_args!($($arg)*);
     }};
 }
 
@@ -26,5 +30,7 @@ macro_rules! vn_info {
         ::defmt::info!($($arg)*);
         #[cfg(feature = "log")]
         ::log::info!($($arg)*);
+        #[cfg(not(any(feature = "defmt", feature = "log")))]
+        let _ = format_args!($($arg)*);
     }};
 }

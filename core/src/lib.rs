@@ -40,8 +40,10 @@ extern crate std;
 #[macro_use]
 mod fmt;
 
+pub mod device;
 pub mod features;
 pub mod mem;
+pub mod mmio;
 pub mod pool;
 pub mod queue;
 pub mod wire;

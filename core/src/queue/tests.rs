@@ -628,7 +628,8 @@ fn case26_indirect_without_the_feature_is_refused() {
 /// 65535 entries, or outside RAM.
 #[test]
 fn case27_bad_indirect_table_lengths_and_addresses_are_refused() {
-    let cases: [(u64, u32, fn(ChainError) -> bool); 4] = [
+    type Check = fn(ChainError) -> bool;
+    let cases: [(u64, u32, Check); 4] = [
         (0x6000, 0, |e| e == ChainError::BadIndirectLen(0)),
         (0x6000, 24, |e| e == ChainError::BadIndirectLen(24)),
         (0x6000, 16 * 65536, |e| {

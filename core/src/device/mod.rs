@@ -1,0 +1,793 @@
+//! The virtio-net device (VIRTIO 1.2 §5.1): two queues (RX 0, TX 1), feature
+//! negotiation, config space, and the TX and RX paths between the guest's
+//! queues and a [`Backend`].
+//!
+//! The device is transport-independent: the virtio-mmio block
+//! ([`crate::mmio`]) or a vhost-user backend drives it, passing guest memory
+//! and a [`Notifier`] into every call. Invariants: I-NET-1 .. I-NET-9 in
+//! `specs/06-net-device.md`.
+
+mod config;
+mod seams;
+mod stats;
+
+pub use config::{
+    offerable, validate, FeatureError, NetConfig, CONFIG_SPACE_SIZE, MAX_GSO_FRAME, SUPPORTED,
+    VIRTIO_NET_S_LINK_UP,
+};
+pub use seams::{
+    Backend, BackendCaps, BackendError, Interceptor, NoInterceptor, Notifier, RxFrame, Verdict,
+};
+pub use stats::NetStats;
+
+use crate::features::Features;
+use crate::mem::GuestMemory;
+use crate::pool::{Frame, FramePool, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE};
+use crate::queue::{
+    DescriptorChain, Head, LayoutError, Popped, QueueError, QueueFeatures, QueueLayout, SplitQueue,
+    Virtqueue,
+};
+use crate::wire::net_hdr::{complete_checksum, header_len};
+use crate::wire::{NetHdrRepr, VirtioNetHdr};
+use zerocopy::{FromBytes, IntoBytes};
+
+/// Index of the receive queue.
+pub const RX_QUEUE: u16 = 0;
+/// Index of the transmit queue.
+pub const TX_QUEUE: u16 = 1;
+/// Number of queues (no control queue, no multiqueue).
+pub const NUM_QUEUES: u16 = 2;
+/// virtio device ID of a network card (§5.1.1).
+pub const DEVICE_ID: u32 = 1;
+/// Ethernet header length: shorter TX frames are malformed.
+pub const ETH_HLEN: usize = 14;
+/// Most buffers one merged RX frame may use.
+pub const MAX_MERGED_BUFFERS: usize = 256;
+
+/// How much a processing call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Progress {
+    /// Chains (TX) or frames (RX) handled.
+    pub handled: usize,
+    /// The budget ran out with work left: call again.
+    pub more: bool,
+}
+
+/// Why a queue could not be activated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ActivateError {
+    /// No such queue.
+    NoSuchQueue(u16),
+    /// The layout failed validation.
+    Layout(LayoutError),
+}
+
+impl core::fmt::Display for ActivateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ActivateError::NoSuchQueue(q) => write!(f, "no queue {q}"),
+            ActivateError::Layout(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl core::error::Error for ActivateError {}
+
+enum Delivery {
+    Delivered,
+    NoBuffers,
+    Dropped,
+}
+
+/// A virtio-net device.
+///
+/// `'p` is the lifetime of the two frame pools (RX and TX, `COUNT` slots of
+/// `SLOT` bytes each) the device borrows. The device itself holds no guest
+/// memory: every call that touches the guest takes `&M`.
+pub struct NetDevice<
+    'p,
+    B,
+    I = NoInterceptor,
+    const SLOT: usize = DEFAULT_SLOT_SIZE,
+    const COUNT: usize = DEFAULT_SLOT_COUNT,
+> {
+    config: NetConfig,
+    offered: Features,
+    negotiated: Features,
+    hdr_len: usize,
+    backend: B,
+    interceptor: I,
+    rx_pool: &'p FramePool<SLOT, COUNT>,
+    tx_pool: &'p FramePool<SLOT, COUNT>,
+    queues: [Option<SplitQueue>; 2],
+    pending_rx: Option<(Frame<'p, SLOT, COUNT>, NetHdrRepr)>,
+    active: bool,
+    polling: bool,
+    needs_reset: bool,
+    link_up: bool,
+    config_generation: u32,
+    stats: NetStats,
+}
+
+impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
+    NetDevice<'p, B, I, SLOT, COUNT>
+{
+    /// A device with the given configuration, backend, interceptor and pools.
+    pub fn new(
+        config: NetConfig,
+        backend: B,
+        interceptor: I,
+        rx_pool: &'p FramePool<SLOT, COUNT>,
+        tx_pool: &'p FramePool<SLOT, COUNT>,
+    ) -> Self {
+        let offered = offerable(&config, SLOT, backend.caps());
+        NetDevice {
+            config,
+            offered,
+            negotiated: Features::empty(),
+            hdr_len: header_len(Features::VERSION_1),
+            backend,
+            interceptor,
+            rx_pool,
+            tx_pool,
+            queues: [None, None],
+            pending_rx: None,
+            active: false,
+            polling: false,
+            needs_reset: false,
+            link_up: config.link_up,
+            config_generation: 0,
+            stats: NetStats::default(),
+        }
+    }
+
+    /// The features the device offers.
+    pub fn offered_features(&self) -> Features {
+        self.offered
+    }
+
+    /// The features negotiated with the driver (empty before).
+    pub fn negotiated_features(&self) -> Features {
+        self.negotiated
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &NetConfig {
+        &self.config
+    }
+
+    /// Accept the driver's features if they are a valid subset of the offer
+    /// (§2.2.2, §5.1.3.1). On error nothing changes.
+    pub fn set_features(&mut self, driver: Features) -> Result<(), FeatureError> {
+        let f = validate(driver, self.offered)?;
+        self.negotiated = f;
+        self.hdr_len = header_len(f);
+        self.backend.set_offloads(f);
+        vn_info!("virtio-net features negotiated: {:#x}", f.bits());
+        Ok(())
+    }
+
+    /// Validate a queue's layout against guest memory and activate it.
+    /// The queue takes its ring features from the negotiated set.
+    pub fn activate_queue<M: GuestMemory + ?Sized>(
+        &mut self,
+        index: u16,
+        layout: QueueLayout,
+        mem: &M,
+    ) -> Result<&mut SplitQueue, ActivateError> {
+        let slot = self
+            .queues
+            .get_mut(usize::from(index))
+            .ok_or(ActivateError::NoSuchQueue(index))?;
+        let q = SplitQueue::new(
+            layout,
+            QueueFeatures::from_negotiated(self.negotiated),
+            self.config.queue_size_max,
+            mem,
+        )
+        .map_err(ActivateError::Layout)?;
+        if self.polling {
+            // Best effort: a failure shows up at the first pop.
+            let mut q2 = q;
+            let _ = q2.disable_notifications(mem);
+            return Ok(slot.insert(q2));
+        }
+        Ok(slot.insert(q))
+    }
+
+    /// Stop a queue and hand back its state (vhost-user `GET_VRING_BASE`).
+    pub fn deactivate_queue(&mut self, index: u16) -> Option<SplitQueue> {
+        self.queues.get_mut(usize::from(index))?.take()
+    }
+
+    /// A queue, if active.
+    pub fn queue(&self, index: u16) -> Option<&SplitQueue> {
+        self.queues.get(usize::from(index))?.as_ref()
+    }
+
+    /// A queue, if active, mutably (to set vhost-user ring indices).
+    pub fn queue_mut(&mut self, index: u16) -> Option<&mut SplitQueue> {
+        self.queues.get_mut(usize::from(index))?.as_mut()
+    }
+
+    /// Start (DRIVER_OK) or stop moving frames. Before this, kicks consume
+    /// nothing (§2.1.2).
+    pub fn set_active(&mut self, active: bool) {
+        self.active = active;
+    }
+
+    /// Whether the device moves frames.
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// Busy-poll mode: ask the driver not to notify (§2.7.10).
+    pub fn set_polling<M: GuestMemory + ?Sized>(&mut self, polling: bool, mem: &M) {
+        self.polling = polling;
+        for q in self.queues.iter_mut().flatten() {
+            let _ = if polling {
+                q.disable_notifications(mem)
+            } else {
+                q.enable_notifications(mem).map(|_| ())
+            };
+        }
+    }
+
+    /// Reset (§2.4): drop the queues and any frame in hand, forget the
+    /// negotiated features. Nothing is written to guest memory afterwards.
+    pub fn reset(&mut self) {
+        self.queues = [None, None];
+        self.pending_rx = None;
+        self.negotiated = Features::empty();
+        self.hdr_len = header_len(Features::VERSION_1);
+        self.active = false;
+        self.needs_reset = false;
+    }
+
+    /// Whether a queue broke and the device needs a reset
+    /// (DEVICE_NEEDS_RESET, §2.1.2).
+    pub fn needs_reset(&self) -> bool {
+        self.needs_reset
+    }
+
+    /// The link state.
+    pub fn link_up(&self) -> bool {
+        self.link_up
+    }
+
+    /// Change the link state; raises a configuration-change notification
+    /// when it changes and the driver is running.
+    pub fn set_link_up<N: Notifier + ?Sized>(&mut self, up: bool, notifier: &mut N) {
+        if up == self.link_up {
+            return;
+        }
+        self.link_up = up;
+        self.config_generation = self.config_generation.wrapping_add(1);
+        vn_info!("virtio-net link {}", if up { "up" } else { "down" });
+        if self.active {
+            notifier.config_changed();
+        }
+    }
+
+    /// The config generation (§2.5.1): changes whenever config space does.
+    pub fn config_generation(&self) -> u32 {
+        self.config_generation
+    }
+
+    /// Read config space (§5.1.4) at `offset` into `data`; bytes beyond the
+    /// config space read as 0.
+    pub fn read_config(&self, offset: usize, data: &mut [u8]) {
+        let cfg = config::config_bytes(&self.config, self.link_up);
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = offset
+                .checked_add(i)
+                .and_then(|o| cfg.get(o))
+                .copied()
+                .unwrap_or(0);
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &NetStats {
+        &self.stats
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The backend, mutably.
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// The interceptor, mutably.
+    pub fn interceptor_mut(&mut self) -> &mut I {
+        &mut self.interceptor
+    }
+
+    /// Whether an RX frame is waiting for guest buffers.
+    pub fn rx_pending(&self) -> bool {
+        self.pending_rx.is_some()
+    }
+
+    /// Process a queue after a kick (QueueNotify / kick eventfd). Spurious
+    /// kicks and kicks before activation do nothing (§2.7.10.2).
+    pub fn process_queue<M: GuestMemory + ?Sized, N: Notifier + ?Sized>(
+        &mut self,
+        index: u16,
+        mem: &M,
+        notifier: &mut N,
+        budget: usize,
+    ) -> Progress {
+        match index {
+            TX_QUEUE => self.process_tx(mem, notifier, budget),
+            RX_QUEUE => self.process_rx(mem, notifier, budget),
+            _ => Progress::default(),
+        }
+    }
+
+    fn fail<N: Notifier + ?Sized>(&mut self, e: QueueError, notifier: &mut N) {
+        self.stats.queue_errors = self.stats.queue_errors.saturating_add(1);
+        if !self.needs_reset {
+            vn_warn!("virtio-net queue broken, device needs reset: {:?}", e);
+            self.needs_reset = true;
+            notifier.config_changed();
+        }
+    }
+
+    /// Publish used entries and notify the driver if it wants it.
+    fn finish<M: GuestMemory + ?Sized, N: Notifier + ?Sized>(
+        &mut self,
+        q: &mut SplitQueue,
+        index: u16,
+        used_before: u16,
+        mem: &M,
+        notifier: &mut N,
+    ) -> Result<(), QueueError> {
+        if q.next_used() == used_before {
+            return Ok(());
+        }
+        q.publish_used(mem)?;
+        if q.needs_notification(mem)? {
+            notifier.used_buffer(index);
+            self.stats.notifications = self.stats.notifications.saturating_add(1);
+        } else {
+            self.stats.notifications_suppressed =
+                self.stats.notifications_suppressed.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// Move frames the guest sent to the interceptor or backend: at most
+    /// `budget` chains (I-NET-3).
+    pub fn process_tx<M: GuestMemory + ?Sized, N: Notifier + ?Sized>(
+        &mut self,
+        mem: &M,
+        notifier: &mut N,
+        budget: usize,
+    ) -> Progress {
+        if !self.active || self.needs_reset {
+            return Progress::default();
+        }
+        let Some(mut q) = self
+            .queues
+            .get_mut(usize::from(TX_QUEUE))
+            .and_then(Option::take)
+        else {
+            return Progress::default();
+        };
+        let used_before = q.next_used();
+        let r = self.tx_loop(&mut q, mem, budget);
+        let r = r.and_then(|p| {
+            self.finish(&mut q, TX_QUEUE, used_before, mem, notifier)
+                .map(|()| p)
+        });
+        if let Some(slot) = self.queues.get_mut(usize::from(TX_QUEUE)) {
+            *slot = Some(q);
+        }
+        r.unwrap_or_else(|e| {
+            self.fail(e, notifier);
+            Progress::default()
+        })
+    }
+
+    fn tx_loop<M: GuestMemory + ?Sized>(
+        &mut self,
+        q: &mut SplitQueue,
+        mem: &M,
+        budget: usize,
+    ) -> Result<Progress, QueueError> {
+        let mut chain: DescriptorChain = DescriptorChain::new();
+        let mut handled = 0usize;
+        loop {
+            while handled < budget {
+                match q.pop(mem, &mut chain)? {
+                    None => break,
+                    Some(Popped::Malformed(head, _)) => {
+                        self.stats.tx_malformed_chains =
+                            self.stats.tx_malformed_chains.saturating_add(1);
+                        q.add_used(mem, head, 0)?;
+                    }
+                    Some(Popped::Chain(head)) => {
+                        self.tx_one(mem, &chain);
+                        q.add_used(mem, head, 0)?;
+                    }
+                }
+                handled = handled.saturating_add(1);
+            }
+            if handled >= budget {
+                return Ok(Progress {
+                    handled,
+                    more: true,
+                });
+            }
+            if self.polling || !q.enable_notifications(mem)? {
+                return Ok(Progress {
+                    handled,
+                    more: false,
+                });
+            }
+        }
+    }
+
+    /// One TX chain: header, frame into a pool slot, checksum, interceptor,
+    /// backend. Every failure is a counted drop (I-NET-4).
+    fn tx_one<M: GuestMemory + ?Sized>(&mut self, mem: &M, chain: &DescriptorChain) {
+        let hdr_len = self.hdr_len;
+        let total = chain.readable_len() as usize;
+        let Some(frame_len) = total.checked_sub(hdr_len) else {
+            self.stats.tx_malformed_frames = self.stats.tx_malformed_frames.saturating_add(1);
+            return;
+        };
+        if frame_len < ETH_HLEN || chain.writable_len() != 0 {
+            self.stats.tx_malformed_frames = self.stats.tx_malformed_frames.saturating_add(1);
+            return;
+        }
+        if frame_len > SLOT {
+            self.stats.tx_too_big = self.stats.tx_too_big.saturating_add(1);
+            return;
+        }
+        // Read the header exactly once, whatever its split (CVE-2022-2132).
+        let mut raw = [0u8; 12];
+        let Some(hbuf) = raw.get_mut(..hdr_len) else {
+            return;
+        };
+        if chain.read_at(mem, 0, hbuf) != Ok(hdr_len) {
+            self.stats.tx_malformed_frames = self.stats.tx_malformed_frames.saturating_add(1);
+            return;
+        }
+        let hdr = VirtioNetHdr::read_from_bytes(&raw).unwrap_or_default();
+        let mut repr = match NetHdrRepr::parse_tx(&hdr, frame_len, self.negotiated) {
+            Ok(r) => r,
+            Err(_e) => {
+                vn_debug!("tx header refused: {:?}", _e);
+                self.stats.tx_bad_header = self.stats.tx_bad_header.saturating_add(1);
+                return;
+            }
+        };
+        let Some(mut frame) = self.tx_pool.acquire() else {
+            self.stats.tx_backend_errors = self.stats.tx_backend_errors.saturating_add(1);
+            return;
+        };
+        let copied = match frame.buffer_mut().get_mut(..frame_len) {
+            Some(dst) => chain.read_at(mem, hdr_len, dst),
+            None => return,
+        };
+        if copied != Ok(frame_len) || !frame.set_len(frame_len) {
+            self.stats.tx_malformed_frames = self.stats.tx_malformed_frames.saturating_add(1);
+            return;
+        }
+        if let Some(c) = repr.csum {
+            if repr.gso.is_none() && !self.backend.caps().tx_csum {
+                if complete_checksum(frame.as_mut_slice(), c).is_err() {
+                    self.stats.tx_bad_header = self.stats.tx_bad_header.saturating_add(1);
+                    return;
+                }
+                repr.csum = None;
+                self.stats.tx_sw_checksums = self.stats.tx_sw_checksums.saturating_add(1);
+            }
+        }
+        if self.interceptor.on_transmit(frame.as_slice()) == Verdict::Consumed {
+            self.stats.tx_intercepted = self.stats.tx_intercepted.saturating_add(1);
+            return;
+        }
+        match self.backend.transmit(&repr, frame.as_slice()) {
+            Ok(()) => {
+                self.stats.tx_packets = self.stats.tx_packets.saturating_add(1);
+                self.stats.tx_bytes = self.stats.tx_bytes.saturating_add(frame_len as u64);
+            }
+            Err(_) => {
+                self.stats.tx_backend_errors = self.stats.tx_backend_errors.saturating_add(1);
+            }
+        }
+    }
+
+    /// Move frames from the interceptor and the backend into the guest's RX
+    /// buffers: at most `budget` frames. A frame that finds no buffers waits
+    /// in its pool slot and goes first next time (I-NET-6, CVE-2020-16843).
+    pub fn process_rx<M: GuestMemory + ?Sized, N: Notifier + ?Sized>(
+        &mut self,
+        mem: &M,
+        notifier: &mut N,
+        budget: usize,
+    ) -> Progress {
+        if !self.active || self.needs_reset {
+            return Progress::default();
+        }
+        let Some(mut q) = self
+            .queues
+            .get_mut(usize::from(RX_QUEUE))
+            .and_then(Option::take)
+        else {
+            return Progress::default();
+        };
+        let used_before = q.next_used();
+        let r = self.rx_loop(&mut q, mem, budget);
+        let r = r.and_then(|p| {
+            self.finish(&mut q, RX_QUEUE, used_before, mem, notifier)
+                .map(|()| p)
+        });
+        if let Some(slot) = self.queues.get_mut(usize::from(RX_QUEUE)) {
+            *slot = Some(q);
+        }
+        r.unwrap_or_else(|e| {
+            self.fail(e, notifier);
+            Progress::default()
+        })
+    }
+
+    fn next_rx_frame(&mut self) -> Option<(Frame<'p, SLOT, COUNT>, NetHdrRepr)> {
+        if let Some(p) = self.pending_rx.take() {
+            return Some(p);
+        }
+        let mut slot = self.rx_pool.acquire()?;
+        let got = match self.interceptor.poll_receive(slot.buffer_mut()) {
+            Some(f) => {
+                self.stats.rx_intercepted = self.stats.rx_intercepted.saturating_add(1);
+                Some(f)
+            }
+            None => match self.backend.receive(slot.buffer_mut()) {
+                Ok(f) => f,
+                Err(_) => {
+                    self.stats.rx_backend_errors = self.stats.rx_backend_errors.saturating_add(1);
+                    None
+                }
+            },
+        }?;
+        if !slot.set_len(got.len) {
+            self.stats.rx_backend_errors = self.stats.rx_backend_errors.saturating_add(1);
+            return None;
+        }
+        let mut hdr = got.hdr;
+        // Offloads the driver did not negotiate: complete the checksum in
+        // software, drop what cannot be fixed (segmentation).
+        if !self.negotiated.contains(hdr.rx_requirements()) {
+            if hdr.gso.is_some() {
+                self.stats.rx_offload_dropped = self.stats.rx_offload_dropped.saturating_add(1);
+                return None;
+            }
+            if let Some(c) = hdr.csum.take() {
+                if complete_checksum(slot.as_mut_slice(), c).is_err() {
+                    self.stats.rx_offload_dropped = self.stats.rx_offload_dropped.saturating_add(1);
+                    return None;
+                }
+            }
+            hdr.data_valid = false;
+        }
+        Some((slot, hdr))
+    }
+
+    fn rx_loop<M: GuestMemory + ?Sized>(
+        &mut self,
+        q: &mut SplitQueue,
+        mem: &M,
+        budget: usize,
+    ) -> Result<Progress, QueueError> {
+        let mut handled = 0usize;
+        while handled < budget {
+            let Some((frame, hdr)) = self.next_rx_frame() else {
+                return Ok(Progress {
+                    handled,
+                    more: false,
+                });
+            };
+            let d = if self.negotiated.contains(Features::MRG_RXBUF) {
+                self.deliver_merged(q, mem, frame.as_slice(), &hdr)?
+            } else {
+                self.deliver_single(q, mem, frame.as_slice(), &hdr)?
+            };
+            match d {
+                Delivery::Delivered => {
+                    self.stats.rx_packets = self.stats.rx_packets.saturating_add(1);
+                    self.stats.rx_bytes = self.stats.rx_bytes.saturating_add(frame.len() as u64);
+                }
+                Delivery::Dropped => {}
+                Delivery::NoBuffers => {
+                    self.stats.rx_waits_for_buffers =
+                        self.stats.rx_waits_for_buffers.saturating_add(1);
+                    self.pending_rx = Some((frame, hdr));
+                    // Ask for a kick when buffers arrive; if some already
+                    // did, go on.
+                    if self.polling || !q.enable_notifications(mem)? {
+                        return Ok(Progress {
+                            handled,
+                            more: false,
+                        });
+                    }
+                    continue;
+                }
+            }
+            handled = handled.saturating_add(1);
+        }
+        Ok(Progress {
+            handled,
+            more: true,
+        })
+    }
+
+    fn header_bytes(&self, hdr: &NetHdrRepr, num_buffers: u16) -> ([u8; 12], usize) {
+        let mut out = [0u8; 12];
+        out.copy_from_slice(hdr.emit_rx(num_buffers).as_bytes());
+        (out, self.hdr_len)
+    }
+
+    /// A chain the RX path cannot use: read-only parts, or no room for the
+    /// header (cases 43, 47).
+    fn rx_chain_ok(&self, chain: &DescriptorChain, first: bool) -> bool {
+        chain.readable_len() == 0
+            && chain.writable_len() > 0
+            && (!first || chain.writable_len() as usize >= self.hdr_len)
+    }
+
+    /// Without MRG_RXBUF: the whole frame in one chain, or dropped
+    /// (case 44) with the chain left for the next frame.
+    fn deliver_single<M: GuestMemory + ?Sized>(
+        &mut self,
+        q: &mut SplitQueue,
+        mem: &M,
+        frame: &[u8],
+        hdr: &NetHdrRepr,
+    ) -> Result<Delivery, QueueError> {
+        let mut chain: DescriptorChain = DescriptorChain::new();
+        loop {
+            let head = match q.pop(mem, &mut chain)? {
+                None => return Ok(Delivery::NoBuffers),
+                Some(Popped::Malformed(head, _)) => {
+                    self.rx_bad_chain(q, mem, head)?;
+                    continue;
+                }
+                Some(Popped::Chain(head)) => head,
+            };
+            if !self.rx_chain_ok(&chain, true) {
+                self.rx_bad_chain(q, mem, head)?;
+                continue;
+            }
+            let total = self.hdr_len.saturating_add(frame.len());
+            if (chain.writable_len() as usize) < total {
+                self.stats.rx_too_big = self.stats.rx_too_big.saturating_add(1);
+                if let Err(head) = q.undo_pop(head) {
+                    q.add_used(mem, head, 0)?;
+                }
+                return Ok(Delivery::Dropped);
+            }
+            let (h, hl) = self.header_bytes(hdr, 1);
+            let wrote_hdr = chain.write_at(mem, 0, h.get(..hl).unwrap_or(&[]));
+            let wrote = chain.write_at(mem, hl, frame);
+            if wrote_hdr != Ok(hl) || wrote != Ok(frame.len()) {
+                // The buffers were validated; memory vanished under us.
+                q.add_used(mem, head, 0)?;
+                return Ok(Delivery::Dropped);
+            }
+            q.add_used(mem, head, u32::try_from(total).unwrap_or(u32::MAX))?;
+            return Ok(Delivery::Delivered);
+        }
+    }
+
+    fn rx_bad_chain<M: GuestMemory + ?Sized>(
+        &mut self,
+        q: &mut SplitQueue,
+        mem: &M,
+        head: Head,
+    ) -> Result<(), QueueError> {
+        self.stats.rx_malformed_chains = self.stats.rx_malformed_chains.saturating_add(1);
+        q.add_used(mem, head, 0)
+    }
+
+    /// With MRG_RXBUF (§5.1.6.4): spread header + frame over as many chains
+    /// as needed, each filled completely but the last; num_buffers written
+    /// before any used entry is added; nothing published if buffers run out
+    /// (cases 45, 46; CVE-2021-3748, CVE-2018-16880).
+    fn deliver_merged<M: GuestMemory + ?Sized>(
+        &mut self,
+        q: &mut SplitQueue,
+        mem: &M,
+        frame: &[u8],
+        hdr: &NetHdrRepr,
+    ) -> Result<Delivery, QueueError> {
+        let mut heads: heapless::Vec<(Head, u32), MAX_MERGED_BUFFERS> = heapless::Vec::new();
+        let mut first: DescriptorChain = DescriptorChain::new();
+        let mut chain: DescriptorChain = DescriptorChain::new();
+        let hl = self.hdr_len;
+        let mut off = 0usize;
+        while heads.is_empty() || off < frame.len() {
+            let popped = q.pop(mem, &mut chain)?;
+            let is_first = heads.is_empty();
+            let head = match popped {
+                None => {
+                    // Give everything back untouched by the driver's view.
+                    while let Some((h, _)) = heads.pop() {
+                        if let Err(h) = q.undo_pop(h) {
+                            q.add_used(mem, h, 0)?;
+                        }
+                    }
+                    return Ok(Delivery::NoBuffers);
+                }
+                Some(Popped::Malformed(head, _)) => {
+                    if is_first {
+                        self.rx_bad_chain(q, mem, head)?;
+                        continue;
+                    }
+                    return self.abort_merged(q, mem, heads, Some(head));
+                }
+                Some(Popped::Chain(head)) => head,
+            };
+            if !self.rx_chain_ok(&chain, is_first) {
+                if is_first {
+                    self.rx_bad_chain(q, mem, head)?;
+                    continue;
+                }
+                return self.abort_merged(q, mem, heads, Some(head));
+            }
+            let rest = frame.get(off..).unwrap_or(&[]);
+            let (at, base) = if is_first { (hl, hl) } else { (0, 0) };
+            let n = match chain.write_at(mem, at, rest) {
+                Ok(n) => n,
+                Err(_) => return self.abort_merged(q, mem, heads, Some(head)),
+            };
+            off = off.saturating_add(n);
+            let used = u32::try_from(base.saturating_add(n)).unwrap_or(u32::MAX);
+            if is_first {
+                first = chain.clone();
+            }
+            if let Err((head, _)) = heads.push((head, used)) {
+                // More buffers than any sane frame needs: drop it.
+                self.stats.rx_too_big = self.stats.rx_too_big.saturating_add(1);
+                q.add_used(mem, head, 0)?;
+                return self.abort_merged(q, mem, heads, None);
+            }
+        }
+        let count = u16::try_from(heads.len()).unwrap_or(u16::MAX);
+        let (h, _) = self.header_bytes(hdr, count);
+        if first.write_at(mem, 0, h.get(..hl).unwrap_or(&[])) != Ok(hl) {
+            return self.abort_merged(q, mem, heads, None);
+        }
+        for (head, used) in heads {
+            q.add_used(mem, head, used)?;
+        }
+        Ok(Delivery::Delivered)
+    }
+
+    /// A merged delivery went wrong part-way (a malformed chain among good
+    /// ones): return every collected head and the bad one with len 0, drop
+    /// the frame.
+    fn abort_merged<M: GuestMemory + ?Sized>(
+        &mut self,
+        q: &mut SplitQueue,
+        mem: &M,
+        heads: heapless::Vec<(Head, u32), MAX_MERGED_BUFFERS>,
+        bad: Option<Head>,
+    ) -> Result<Delivery, QueueError> {
+        for (h, _) in heads {
+            q.add_used(mem, h, 0)?;
+        }
+        if let Some(bad) = bad {
+            self.rx_bad_chain(q, mem, bad)?;
+        }
+        Ok(Delivery::Dropped)
+    }
+}
