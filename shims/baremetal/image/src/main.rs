@@ -12,6 +12,10 @@
 //!     -kernel target/aarch64-unknown-none/release/virtnet-baremetal-image
 //! ```
 //! (add `,gic-version=3` after `virt` for GICv3; `./run.sh` does both).
+//!
+//! With `--features defmt` the image also logs through defmt to `defmt.bin`
+//! in QEMU's working directory (filter: `DEFMT_LOG`, `info` by default):
+//! `defmt-print -e target/aarch64-unknown-none/release/virtnet-baremetal-image < defmt.bin`.
 #![no_std]
 #![no_main]
 
