@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the bare-metal test image and runs it under QEMU with GICv2 and
-# GICv3 through runner.rs's run_image (compiled here with plain rustc), after
+# GICv3, each at EL1 and at EL2 (virtualization=on), through runner.rs's run_image (compiled here with plain rustc), after
 # running runner.rs's own unit tests. Usage: ./run.sh [--debug]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,10 +15,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let elf = std::path::Path::new(&args[1]);
     let mut ok = true;
-    for v in [2u8, 3] {
-        match runner::run_image(elf, v, std::time::Duration::from_secs(60)) {
-            Ok((p, f)) => { println!("GICv{v}: {p} passed, {f} failed"); ok &= f == 0; }
-            Err(e) => { println!("GICv{v}: error: {e}"); ok = false; }
+    for (v, el2) in [(2u8, false), (3, false), (2, true), (3, true)] {
+        let what = format!("GICv{v}{}", if el2 { " at EL2" } else { "" });
+        match runner::run_image_on(elf, v, el2, std::time::Duration::from_secs(60)) {
+            Ok((p, f)) => { println!("{what}: {p} passed, {f} failed"); ok &= f == 0; }
+            Err(e) => { println!("{what}: error: {e}"); ok = false; }
         }
     }
     std::process::exit(if ok { 0 } else { 1 });

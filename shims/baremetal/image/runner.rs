@@ -67,18 +67,20 @@ pub fn build_image(image_dir: &Path, release: bool) -> Result<PathBuf, String> {
 }
 
 /// The QEMU command line for `elf` on a `virt` machine with GIC version
-/// `gic_version` (2 or 3).
-pub fn qemu_command(elf: &Path, gic_version: u8) -> Command {
+/// `gic_version` (2 or 3), started at EL2 when `el2` (`virtualization=on`).
+pub fn qemu_command(elf: &Path, gic_version: u8, el2: bool) -> Command {
     let qemu = std::env::var_os("QEMU_SYSTEM_AARCH64").unwrap_or_else(|| QEMU.into());
-    let machine = if gic_version == 3 {
-        "virt,gic-version=3"
-    } else {
-        "virt"
-    };
+    let mut machine = String::from("virt");
+    if el2 {
+        machine.push_str(",virtualization=on");
+    }
+    if gic_version == 3 {
+        machine.push_str(",gic-version=3");
+    }
     let mut cmd = Command::new(qemu);
     cmd.args([
         "-M",
-        machine,
+        machine.as_str(),
         "-cpu",
         "cortex-a72",
         "-m",
@@ -106,11 +108,24 @@ pub fn qemu_command(elf: &Path, gic_version: u8) -> Command {
 /// failures; anything else is a panic, an unexpected exception or a setup
 /// failure in the image).
 pub fn run_image(elf: &Path, gic_version: u8, timeout: Duration) -> Result<(u32, u32), String> {
+    run_image_on(elf, gic_version, false, timeout)
+}
+
+/// As [`run_image`]; with `el2`, QEMU starts the image at EL2
+/// (`virtualization=on`): the image then installs its stage-2 trap handler
+/// and adds the tests of guest MMIO accesses decoded at EL2 (its `el2: yes`
+/// line is checked).
+pub fn run_image_on(
+    elf: &Path,
+    gic_version: u8,
+    el2: bool,
+    timeout: Duration,
+) -> Result<(u32, u32), String> {
     if gic_version != 2 && gic_version != 3 {
         return Err(format!("GIC version must be 2 or 3, not {gic_version}"));
     }
-    let mut cmd = qemu_command(elf, gic_version);
-    let prefix = format!("[gicv{gic_version}] ");
+    let mut cmd = qemu_command(elf, gic_version, el2);
+    let prefix = format!("[gicv{gic_version}{}] ", if el2 { ",el2" } else { "" });
     println!("$ {}", display(&cmd));
     let mut child = cmd
         .spawn()
@@ -130,7 +145,7 @@ pub fn run_image(elf: &Path, gic_version: u8, timeout: Duration) -> Result<(u32,
         let _ = r.join();
     }
     let lines: Vec<String> = rx.try_iter().collect();
-    check_run(&lines, gic_version, status)
+    check_run(&lines, gic_version, el2, status)
 }
 
 /// Reads `pipe` line by line, echoing each line with `prefix` and sending it
@@ -184,7 +199,12 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Result<ExitStatus,
 }
 
 /// Judges a finished run from its output lines and exit status.
-fn check_run(lines: &[String], gic_version: u8, status: ExitStatus) -> Result<(u32, u32), String> {
+fn check_run(
+    lines: &[String],
+    gic_version: u8,
+    el2: bool,
+    status: ExitStatus,
+) -> Result<(u32, u32), String> {
     let reported = lines
         .iter()
         .rev()
@@ -199,6 +219,24 @@ fn check_run(lines: &[String], gic_version: u8, status: ExitStatus) -> Result<(u
         None => {
             return Err(format!(
                 "no `gic: vN` line in the image's output ({status})"
+            ))
+        }
+    }
+    let want_el2 = if el2 { "yes" } else { "no" };
+    match lines
+        .iter()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("el2: "))
+    {
+        Some(v) if v == want_el2 => {}
+        Some(v) => {
+            return Err(format!(
+                "expected `el2: {want_el2}`, the image says `el2: {v}`"
+            ))
+        }
+        None => {
+            return Err(format!(
+                "no `el2: yes|no` line in the image's output ({status})"
             ))
         }
     }
@@ -258,38 +296,47 @@ mod tests {
     #[test]
     fn runs_are_judged() {
         let out = |tally: &str| -> Vec<String> {
-            vec!["gic: v3".into(), "test a ... ok".into(), tally.into()]
+            vec![
+                "gic: v3".into(),
+                "el2: no".into(),
+                "test a ... ok".into(),
+                tally.into(),
+            ]
         };
         assert_eq!(
-            check_run(&out("1 passed, 0 failed"), 3, status(0)),
+            check_run(&out("1 passed, 0 failed"), 3, false, status(0)),
             Ok((1, 0))
         );
         assert_eq!(
-            check_run(&out("0 passed, 1 failed"), 3, status(1)),
+            check_run(&out("0 passed, 1 failed"), 3, false, status(1)),
             Ok((0, 1))
         );
         assert!(
-            check_run(&out("1 passed, 0 failed"), 2, status(0)).is_err(),
+            check_run(&out("1 passed, 0 failed"), 2, false, status(0)).is_err(),
             "GIC mismatch"
         );
         assert!(
-            check_run(&out("1 passed, 0 failed"), 3, status(1)).is_err(),
+            check_run(&out("1 passed, 0 failed"), 3, true, status(0)).is_err(),
+            "EL2 mismatch"
+        );
+        assert!(
+            check_run(&out("1 passed, 0 failed"), 3, false, status(1)).is_err(),
             "status disagrees"
         );
         assert!(
-            check_run(&out("0 passed, 1 failed"), 3, status(0)).is_err(),
+            check_run(&out("0 passed, 1 failed"), 3, false, status(0)).is_err(),
             "status disagrees"
         );
         assert!(
-            check_run(&out("1 passed, 0 failed"), 3, status(3)).is_err(),
+            check_run(&out("1 passed, 0 failed"), 3, false, status(3)).is_err(),
             "exception exit"
         );
         assert!(
-            check_run(&out("panicked: x"), 3, status(2)).is_err(),
+            check_run(&out("panicked: x"), 3, false, status(2)).is_err(),
             "no tally"
         );
         assert!(
-            check_run(&["1 passed, 0 failed".to_string()], 3, status(0)).is_err(),
+            check_run(&["1 passed, 0 failed".to_string()], 3, false, status(0)).is_err(),
             "no gic line"
         );
     }

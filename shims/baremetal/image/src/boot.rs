@@ -3,8 +3,11 @@
 //!
 //! `_start` (first in `.text`, at 0x4008_0000): parks secondary cores, enables
 //! FP/SIMD (CPACR_EL1.FPEN = 0b11) before any Rust code can use SIMD
-//! registers, sets the stack, zeroes `.bss`, installs the vector table in
-//! VBAR_EL1 and calls `rust_main`.
+//! registers, zeroes `.bss`; if started at EL2, clears CPTR_EL2.TFP, installs
+//! the EL2 vectors and calls `el2_setup` on the EL2 stack, then drops to EL1h;
+//! at EL1 it sets the stack, installs the vector table in VBAR_EL1 and calls
+//! `rust_main`. The EL2 vectors share the frame layout and call
+//! `el2_exception_entry`.
 //!
 //! Every vector entry saves the full context (x0-x30, ELR, SPSR, FPCR, FPSR,
 //! q0-q31: the interrupted code may be using any of them) into an
@@ -36,10 +39,7 @@ _start:
     msr     cpacr_el1, x0
     isb
 
-    adrp    x0, __stack_top
-    add     x0, x0, :lo12:__stack_top
-    mov     sp, x0
-
+    // Zero .bss once, before either exception level's Rust code runs.
     adrp    x0, __bss_start
     add     x0, x0, :lo12:__bss_start
     adrp    x1, __bss_end
@@ -49,6 +49,34 @@ _start:
     str     xzr, [x0], #8
     b       1b
 2:
+    mrs     x0, CurrentEL
+    cmp     x0, #(2 << 2)
+    b.ne    .Lel1
+
+    // Started at EL2 (-M virt,virtualization=on): no FP traps from EL2
+    // (CPTR_EL2.TFP = 0, RES1 bits set), EL2 stack and vectors, then the
+    // Rust set-up (stage 2 etc.), then drop to EL1h with DAIF masked.
+    mov     x0, #0x33ff
+    msr     cptr_el2, x0
+    isb
+    adrp    x0, __el2_stack_top
+    add     x0, x0, :lo12:__el2_stack_top
+    mov     sp, x0
+    adrp    x0, __vectors_el2
+    add     x0, x0, :lo12:__vectors_el2
+    msr     vbar_el2, x0
+    isb
+    bl      el2_setup
+    mov     x0, #0x3c5
+    msr     spsr_el2, x0
+    adr     x0, .Lel1
+    msr     elr_el2, x0
+    eret
+
+.Lel1:
+    adrp    x0, __stack_top
+    add     x0, x0, :lo12:__stack_top
+    mov     sp, x0
     adrp    x0, __vectors
     add     x0, x0, :lo12:__vectors
     msr     vbar_el1, x0
@@ -63,36 +91,36 @@ _start:
     // padding 280, q0-q31 at 288..800.
     .equ FRAME_SIZE, 800
 
-    .macro VECTOR kind
+    .macro VECTOR kind, common
     .balign 0x80
     sub     sp, sp, #FRAME_SIZE
     stp     x0, x1, [sp, #0]
     mov     x0, #\kind
-    b       __exception_common
+    b       \common
     .endm
 
-    .section .text.vectors, "ax"
-    .balign 0x800
-    .global __vectors
-__vectors:
-    VECTOR 0
-    VECTOR 1
-    VECTOR 2
-    VECTOR 3
-    VECTOR 4
-    VECTOR 5
-    VECTOR 6
-    VECTOR 7
-    VECTOR 8
-    VECTOR 9
-    VECTOR 10
-    VECTOR 11
-    VECTOR 12
-    VECTOR 13
-    VECTOR 14
-    VECTOR 15
+    .macro VECTORS common
+    VECTOR 0, \common
+    VECTOR 1, \common
+    VECTOR 2, \common
+    VECTOR 3, \common
+    VECTOR 4, \common
+    VECTOR 5, \common
+    VECTOR 6, \common
+    VECTOR 7, \common
+    VECTOR 8, \common
+    VECTOR 9, \common
+    VECTOR 10, \common
+    VECTOR 11, \common
+    VECTOR 12, \common
+    VECTOR 13, \common
+    VECTOR 14, \common
+    VECTOR 15, \common
+    .endm
 
-__exception_common:
+    // Saves the rest of the frame, calls \handler(frame, kind), restores
+    // everything and returns with eret. \el is el1 or el2.
+    .macro EXCEPTION_COMMON el, handler
     stp     x2, x3, [sp, #16]
     stp     x4, x5, [sp, #32]
     stp     x6, x7, [sp, #48]
@@ -107,9 +135,9 @@ __exception_common:
     stp     x24, x25, [sp, #192]
     stp     x26, x27, [sp, #208]
     stp     x28, x29, [sp, #224]
-    mrs     x1, elr_el1
+    mrs     x1, elr_\el
     stp     x30, x1, [sp, #240]
-    mrs     x1, spsr_el1
+    mrs     x1, spsr_\el
     mrs     x2, fpcr
     stp     x1, x2, [sp, #256]
     mrs     x2, fpsr
@@ -134,7 +162,7 @@ __exception_common:
 
     mov     x1, x0
     mov     x0, sp
-    bl      exception_entry
+    bl      \handler
 
     add     x1, sp, #288
     ldp     q0, q1, [x1, #0]
@@ -154,12 +182,12 @@ __exception_common:
     ldp     q28, q29, [x1, #448]
     ldp     q30, q31, [x1, #480]
     ldp     x1, x2, [sp, #256]
-    msr     spsr_el1, x1
+    msr     spsr_\el, x1
     msr     fpcr, x2
     ldr     x2, [sp, #272]
     msr     fpsr, x2
     ldp     x30, x1, [sp, #240]
-    msr     elr_el1, x1
+    msr     elr_\el, x1
     ldp     x28, x29, [sp, #224]
     ldp     x26, x27, [sp, #208]
     ldp     x24, x25, [sp, #192]
@@ -177,6 +205,22 @@ __exception_common:
     ldp     x0, x1, [sp, #0]
     add     sp, sp, #FRAME_SIZE
     eret
+    .endm
+
+    .section .text.vectors, "ax"
+    .balign 0x800
+    .global __vectors
+__vectors:
+    VECTORS __exception_common
+    .balign 0x800
+    .global __vectors_el2
+__vectors_el2:
+    VECTORS __exception_common_el2
+
+__exception_common:
+    EXCEPTION_COMMON el1, exception_entry
+__exception_common_el2:
+    EXCEPTION_COMMON el2, el2_exception_entry
 "#
 );
 

@@ -1,7 +1,10 @@
 //! Bare-metal aarch64 test image for QEMU `virt` (GICv2 or GICv3, detected
-//! at boot), running at EL1 with the MMU off.
+//! at boot), running at EL1 with the MMU off. When QEMU starts it at EL2
+//! (`-M virt,virtualization=on`), it first installs a minimal hypervisor
+//! (`el2.rs`: stage 2 with a trapping MMIO window) and adds the tests of real
+//! guest accesses decoded at EL2.
 //!
-//! Prints `gic: vN`, then `test NAME ... ok|FAILED` for each test and
+//! Prints `gic: vN` and `el2: yes|no`, then `test NAME ... ok|FAILED` for each test and
 //! finally `N passed, N failed`, and exits through semihosting with status 0
 //! when every test passed, 1 otherwise (2 on panic, 3 on an unexpected
 //! exception, 4 when the GIC cannot be set up). `runner.rs` runs it; by hand:
@@ -11,7 +14,8 @@
 //! qemu-system-aarch64 -M virt -cpu cortex-a72 -m 128M -nographic -semihosting \
 //!     -kernel target/aarch64-unknown-none/release/virtnet-baremetal-image
 //! ```
-//! (add `,gic-version=3` after `virt` for GICv3; `./run.sh` does both).
+//! (add `,gic-version=3` after `virt` for GICv3 and `,virtualization=on` to
+//! start at EL2; `./run.sh` runs all four).
 //!
 //! With `--features defmt` the image also logs through defmt to `defmt.bin`
 //! in QEMU's working directory (filter: `DEFMT_LOG`, `info` by default):
@@ -20,6 +24,7 @@
 #![no_main]
 
 mod boot;
+mod el2;
 mod irq;
 mod tests;
 
@@ -47,6 +52,7 @@ extern "C" fn rust_main() -> ! {
         }
     };
     hprintln!("gic: v{}", gic.version());
+    hprintln!("el2: {}", if el2::active() { "yes" } else { "no" });
     #[cfg(feature = "defmt")]
     defmt::info!(
         "virtnet-baremetal-image: GICv{=u8}, {=usize} tests",
@@ -57,7 +63,8 @@ extern "C" fn rust_main() -> ! {
     unsafe { cpu::enable_irqs() };
 
     let (mut passed, mut failed) = (0u32, 0u32);
-    for t in tests::TESTS {
+    let el2_tests = if el2::active() { tests::EL2_TESTS } else { &[] };
+    for t in tests::TESTS.iter().chain(el2_tests) {
         match (t.run)(&gic) {
             Ok(()) => {
                 passed += 1;
