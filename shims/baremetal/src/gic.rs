@@ -491,7 +491,7 @@ impl SpiController for Gicv2 {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Route {
     /// The PE with this affinity (MPIDR layout: Aff3 in bits 39:32, Aff2
-    /// 23:16, Aff1 15:8, Aff0 7:0; e.g. [`crate::cpu::affinity`]).
+    /// 23:16, Aff1 15:8, Aff0 7:0; e.g. `cpu::affinity()` on aarch64).
     Pe(u64),
     /// Any participating PE (`IRM` = 1).
     Any,

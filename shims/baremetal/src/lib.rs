@@ -4,9 +4,9 @@
 //!   acknowledge and complete shared peripheral interrupts (SPIs), and the
 //!   [`gic::IrqLine`] through which the device's used-buffer and
 //!   configuration-change interrupts reach a CPU.
-//! * [`semihosting`] (aarch64 only): console output and exit through the Arm
+//! * `semihosting` (aarch64 only): console output and exit through the Arm
 //!   semihosting interface (`hlt #0xf000`), as QEMU's `-semihosting` offers.
-//! * [`cpu`] (aarch64 only): DAIF masking, `MPIDR_EL1`, `wfi`, barriers.
+//! * `cpu` (aarch64 only): DAIF masking, `MPIDR_EL1`, `wfi`, barriers.
 //! * Feature `critical-section-single-core`: a `critical-section`
 //!   implementation for one core that masks all of DAIF.
 //! * Feature `defmt-semihosting`: a defmt global logger writing to the host
