@@ -259,6 +259,8 @@ fn download_kernel(dir: &Path, kernel_root: &Path) -> Result<()> {
     run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
     let _ = fs::remove_dir_all(kernel_root);
     fs::rename(&tmp, kernel_root)?;
+    // The unpacked tree is the cache; the 70 MB package is not needed again.
+    let _ = fs::remove_dir_all(&debs);
     Ok(())
 }
 

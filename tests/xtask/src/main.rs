@@ -69,7 +69,10 @@ fn main() -> ExitCode {
             Bench::Core => "cargo xtask bench core",
             Bench::Dpdk => "cargo xtask bench dpdk",
         }),
-        Cmd::Fuzz { .. } => not_implemented("cargo xtask fuzz"),
+        Cmd::Fuzz { target, minutes } => not_implemented(&format!(
+            "cargo xtask fuzz ({}, {minutes} min)",
+            target.as_deref().unwrap_or("all targets")
+        )),
         Cmd::GuestSelftest => outcome(xtask::selftest::guest_selftest(&ctx)),
         Cmd::NetnsSelftest => outcome(xtask::selftest::netns_selftest(&ctx)),
     }
@@ -96,7 +99,7 @@ fn outcome(result: anyhow::Result<()>) -> ExitCode {
 fn test(ctx: &Ctx, names: &[String], list: bool) -> ExitCode {
     if list {
         for s in SUITES {
-            println!("{}\t{}", s.name, s.description);
+            println!("{:<10} {}", s.name, s.description);
         }
         return ExitCode::SUCCESS;
     }

@@ -31,6 +31,10 @@ use anyhow::{bail, Context, Result};
 /// The kernel command line every guest gets; [`QemuConfig::append`] is added after it.
 pub const BASE_APPEND: &str = "console=ttyS0 quiet panic=-1";
 
+/// The guest's NIC. `romfile=` leaves out the iPXE option ROM, which only
+/// network booting needs: that saves about 2.5 s of boot under TCG.
+pub const NIC: &str = "virtio-net-pci,netdev=n0,romfile=";
+
 /// How the guest's virtio-net device is backed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Net {
@@ -101,10 +105,19 @@ impl QemuConfig {
             append.push(' ');
             append.push_str(&self.append);
         }
-        let mut args: Vec<String> = ["-accel", "tcg", "-cpu", "max", "-nographic", "-no-reboot"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args: Vec<String> = [
+            "-accel",
+            "tcg",
+            "-cpu",
+            "max",
+            "-nographic",
+            "-no-reboot",
+            "-vga",
+            "none",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         args.extend([
             "-m".into(),
             self.memory_mb.to_string(),
@@ -121,13 +134,13 @@ impl QemuConfig {
                 "-netdev".into(),
                 "user,id=n0".into(),
                 "-device".into(),
-                "virtio-net-pci,netdev=n0".into(),
+                NIC.into(),
             ]),
             Net::VhostUser {
                 socket,
                 device_options,
             } => {
-                let mut device = "virtio-net-pci,netdev=n0".to_string();
+                let mut device = NIC.to_string();
                 if !device_options.is_empty() {
                     device.push(',');
                     device.push_str(device_options.trim_start_matches(','));
@@ -382,8 +395,8 @@ mod tests {
         let args = cfg.args().join(" ");
         assert_eq!(
             args,
-            "-accel tcg -cpu max -nographic -no-reboot -m 512 -kernel /k -initrd /i \
-             -append console=ttyS0 quiet panic=-1 -netdev user,id=n0 -device virtio-net-pci,netdev=n0"
+            "-accel tcg -cpu max -nographic -no-reboot -vga none -m 512 -kernel /k -initrd /i \
+             -append console=ttyS0 quiet panic=-1 -netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile="
         );
     }
 
@@ -397,7 +410,7 @@ mod tests {
         assert!(args.ends_with(
             "-object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem \
              -chardev socket,id=c0,path=/tmp/s.sock -netdev vhost-user,id=n0,chardev=c0 \
-             -device virtio-net-pci,netdev=n0,mrg_rxbuf=off,packed=on"
+             -device virtio-net-pci,netdev=n0,romfile=,mrg_rxbuf=off,packed=on"
         ));
     }
 
