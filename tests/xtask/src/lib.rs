@@ -2,6 +2,7 @@
 //! suites, and the harnesses they share (a Linux guest under QEMU, network
 //! namespaces, installers).
 
+pub mod bench;
 pub mod cpio;
 pub mod ctx;
 pub mod guest;

@@ -65,10 +65,10 @@ fn main() -> ExitCode {
     match cli.command {
         Cmd::Test { suites, list } => test(&ctx, &suites, list),
         Cmd::Demo => not_implemented("cargo xtask demo"),
-        Cmd::Bench { which } => not_implemented(match which {
-            Bench::Core => "cargo xtask bench core",
-            Bench::Dpdk => "cargo xtask bench dpdk",
-        }),
+        Cmd::Bench { which } => match which {
+            Bench::Core => outcome(xtask::bench::core(&ctx)),
+            Bench::Dpdk => not_implemented("cargo xtask bench dpdk"),
+        },
         Cmd::Fuzz { target, minutes } => not_implemented(&format!(
             "cargo xtask fuzz ({}, {minutes} min)",
             target.as_deref().unwrap_or("all targets")

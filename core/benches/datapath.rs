@@ -1,0 +1,763 @@
+//! Per-packet cost of virtnet's data path, in process, beside the same loop
+//! written with rust-vmm's `virtio-queue` + `vm-memory` and a bare memcpy of
+//! the same bytes (specs/10-performance.md; `cargo xtask bench core` runs it
+//! and prints one table).
+//!
+//! Every round follows the spec's order (VIRTIO 1.2 §2.7.13): the driver
+//! writes descriptors and avail-ring entries and publishes avail idx (release);
+//! the device processes the queue; the driver reaps the used ring and re-arms
+//! `used_event` (EVENT_IDX, like Linux's `virtqueue_enable_cb`). Only the
+//! device's part is timed. The driver checks every used entry and the backend
+//! counts every frame, so a broken path fails the bench instead of timing
+//! drops.
+//!
+//! Lines starting with `VNBENCH` carry what criterion does not measure
+//! (notifications per packet, the device footprint) to `cargo xtask bench`.
+#![allow(unsafe_code)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Bytes, GuestAddress as VmAddr, GuestMemoryBackend as _, GuestMemoryMmap};
+
+use virtnet::device::{
+    Backend, BackendError, NetConfig, NetDevice, NoInterceptor, Notifier, RxFrame, RX_QUEUE,
+    TX_QUEUE,
+};
+use virtnet::features::Features;
+use virtnet::mem::{GuestAddress, GuestMemory, Region, RegionMemory};
+use virtnet::pool::FramePool;
+use virtnet::testing::{Buf, TestDriver};
+use virtnet::wire::NetHdrRepr;
+
+/// Guest-physical base of the one memory region.
+const BASE: u64 = 0x4000_0000;
+/// Size of the region (page-aligned anonymous mapping).
+const MEM_SIZE: usize = 4 << 20;
+/// Queue size of every case.
+const QSIZE: u16 = 256;
+/// virtio-net header length (VERSION_1).
+const HDR: usize = 12;
+/// Rings, at the start of the region.
+const RING_OFF: u64 = 0;
+/// Separate 12-byte header buffers (2-descriptor and indirect chains), 64 B apart.
+const HDR_OFF: u64 = 0x1_0000;
+/// Indirect tables, 64 B apart.
+const IND_OFF: u64 = 0x2_0000;
+/// Frame buffers, 2 KiB apart.
+const BUF_OFF: u64 = 0x4_0000;
+/// Bytes per frame buffer.
+const BUF_STRIDE: u64 = 2048;
+/// Length of an RX buffer the driver posts (what a buffer of a Linux
+/// mergeable-RX ring of 1500-MTU frames holds, roughly).
+const RX_BUF_LEN: u32 = 2048;
+
+static RX_POOL: FramePool = FramePool::new();
+static TX_POOL: FramePool = FramePool::new();
+
+// ------------------------------------------------------------------ cases
+
+/// Direction.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    Tx,
+    Rx,
+}
+
+/// How the driver lays out one packet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Header and frame in one buffer.
+    One,
+    /// Header buffer, then frame buffer.
+    Two,
+    /// One descriptor pointing at an indirect table of two (header, frame).
+    Indirect,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::One => "1desc",
+            Shape::Two => "2desc",
+            Shape::Indirect => "indirect",
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Case {
+    dir: Dir,
+    size: usize,
+    batch: u16,
+    shape: Shape,
+    /// MRG_RXBUF negotiated (RX only; what Linux and DPDK negotiate).
+    mrg: bool,
+}
+
+impl Case {
+    fn name(&self) -> String {
+        let dir = match (self.dir, self.mrg) {
+            (Dir::Tx, _) => "tx",
+            (Dir::Rx, true) => "rx",
+            (Dir::Rx, false) => "rx-nomrg",
+        };
+        format!("{dir}-{}-b{}-{}", self.size, self.batch, self.shape.name())
+    }
+
+    /// The memcpy case with the same bytes.
+    fn memcpy_name(&self) -> String {
+        let dir = match self.dir {
+            Dir::Tx => "tx",
+            Dir::Rx => "rx",
+        };
+        format!("{dir}-{}-b{}", self.size, self.batch)
+    }
+
+    fn features(&self) -> Features {
+        let mut f = Features::VERSION_1 | Features::RING_EVENT_IDX | Features::RING_INDIRECT_DESC;
+        if self.mrg {
+            f |= Features::MRG_RXBUF;
+        }
+        f
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    for dir in [Dir::Tx, Dir::Rx] {
+        for size in [64usize, 1514] {
+            for batch in [1u16, 32, 256] {
+                for shape in [Shape::One, Shape::Two, Shape::Indirect] {
+                    // 256 two-descriptor chains need 512 descriptors: they
+                    // do not fit a queue of 256.
+                    if shape == Shape::Two && batch == QSIZE {
+                        continue;
+                    }
+                    v.push(Case {
+                        dir,
+                        size,
+                        batch,
+                        shape,
+                        mrg: dir == Dir::Rx,
+                    });
+                }
+            }
+        }
+    }
+    for size in [64usize, 1514] {
+        v.push(Case {
+            dir: Dir::Rx,
+            size,
+            batch: 32,
+            shape: Shape::One,
+            mrg: false,
+        });
+    }
+    v
+}
+
+// ------------------------------------------------------------ guest memory
+
+/// The guest's memory: one anonymous mapping made by vm-memory, seen by
+/// virtnet (and by the emulated driver) as a `RegionMemory` over the same
+/// host pages.
+struct Guest {
+    vm: GuestMemoryMmap,
+    region: RegionMemory<1>,
+    host: *mut u8,
+}
+
+impl Guest {
+    fn new() -> Guest {
+        let vm = GuestMemoryMmap::from_ranges(&[(VmAddr(BASE), MEM_SIZE)])
+            .expect("anonymous guest mapping");
+        let host = vm.get_host_address(VmAddr(BASE)).expect("host address");
+        assert_eq!(host as usize % 4096, 0, "page-aligned");
+        let mut region = RegionMemory::new();
+        // SAFETY: the mapping lives as long as `vm`, which lives as long as
+        // `region` (both in this struct, never moved out); nothing holds a
+        // reference into it: vm-memory and virtnet copy bytes in and out, and
+        // the memcpy baseline uses raw pointers.
+        unsafe {
+            region
+                .add(Region::new(BASE, host, MEM_SIZE).expect("region"))
+                .expect("add region");
+        }
+        Guest { vm, region, host }
+    }
+
+    /// Host pointer of guest address `gpa` (inside the region).
+    fn ptr(&self, gpa: u64) -> *mut u8 {
+        let off = usize::try_from(gpa - BASE).expect("offset");
+        assert!(off < MEM_SIZE);
+        self.host.wrapping_add(off)
+    }
+}
+
+fn hdr_addr(i: u16) -> u64 {
+    BASE + HDR_OFF + 64 * u64::from(i)
+}
+fn ind_addr(i: u16) -> u64 {
+    BASE + IND_OFF + 64 * u64::from(i)
+}
+fn buf_addr(i: u16) -> u64 {
+    BASE + BUF_OFF + BUF_STRIDE * u64::from(i)
+}
+
+/// A test frame: broadcast destination, some source, IPv4 ethertype, a
+/// pattern.
+fn frame(size: usize) -> Vec<u8> {
+    let mut f: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    f[..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&[0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f
+}
+
+// ------------------------------------------------------------------ driver
+
+/// The driver side: posts one batch, reaps it.
+struct Driver {
+    drv: TestDriver,
+    case: Case,
+}
+
+impl Driver {
+    fn new(g: &Guest, case: Case) -> Driver {
+        let mem = &g.region;
+        let drv = TestDriver::new(mem, BASE + RING_OFF, QSIZE).expect("rings");
+        // Interrupt at the first used entry.
+        drv.set_used_event(mem, 0).expect("used_event");
+        if case.dir == Dir::Tx {
+            // TX buffers hold a zero header (no offload) and the frame, at the
+            // same place for every shape: header at the start of the buffer
+            // (one descriptor) or in its own buffer (two, indirect).
+            let f = frame(case.size);
+            for i in 0..case.batch {
+                mem.write(GuestAddress(buf_addr(i)), &[0u8; HDR])
+                    .expect("hdr");
+                mem.write(GuestAddress(hdr_addr(i)), &[0u8; HDR])
+                    .expect("hdr");
+                mem.write(GuestAddress(buf_addr(i) + HDR as u64), &f)
+                    .expect("frame");
+            }
+        }
+        Driver { drv, case }
+    }
+
+    /// Write the batch's descriptors and avail entries, then publish avail idx.
+    fn post(&mut self, mem: &RegionMemory<1>) {
+        let c = self.case;
+        let w = c.dir == Dir::Rx;
+        for i in 0..c.batch {
+            let (hdr_len, data_len) = if w {
+                (HDR as u32, RX_BUF_LEN - HDR as u32)
+            } else {
+                (HDR as u32, c.size as u32)
+            };
+            match c.shape {
+                Shape::One => {
+                    let len = if w { RX_BUF_LEN } else { (HDR + c.size) as u32 };
+                    let bufs: [Buf; 1] = [(buf_addr(i), len, w)];
+                    self.drv.add_chain(mem, &bufs).expect("chain");
+                }
+                Shape::Two => {
+                    let bufs: [Buf; 2] = [
+                        (hdr_addr(i), hdr_len, w),
+                        (buf_addr(i) + HDR as u64, data_len, w),
+                    ];
+                    self.drv.add_chain(mem, &bufs).expect("chain");
+                }
+                Shape::Indirect => {
+                    let bufs: [Buf; 2] = [
+                        (hdr_addr(i), hdr_len, w),
+                        (buf_addr(i) + HDR as u64, data_len, w),
+                    ];
+                    self.drv
+                        .add_indirect(mem, ind_addr(i), &bufs)
+                        .expect("indirect chain");
+                }
+            }
+        }
+        self.drv.publish(mem).expect("publish");
+    }
+
+    /// Reap the batch, checking every used entry, and re-arm used_event.
+    fn reap(&mut self, mem: &RegionMemory<1>) {
+        let want = match self.case.dir {
+            Dir::Tx => 0,
+            Dir::Rx => (HDR + self.case.size) as u32,
+        };
+        for _ in 0..self.case.batch {
+            let (_, len) = self
+                .drv
+                .pop_used(mem)
+                .expect("used ring")
+                .expect("the device returned fewer chains than posted");
+            assert_eq!(len, want, "used length");
+        }
+        assert_eq!(self.drv.pop_used(mem).expect("used ring"), None);
+        self.drv
+            .set_used_event(mem, self.drv.last_used)
+            .expect("used_event");
+    }
+}
+
+// ------------------------------------------------------------------ virtnet
+
+/// A backend that copies frames out (TX) and in (RX) of host memory.
+struct CopyBackend {
+    sink: Vec<u8>,
+    source: Vec<u8>,
+    rx_left: usize,
+    packets: u64,
+}
+
+impl CopyBackend {
+    fn new(size: usize) -> CopyBackend {
+        CopyBackend {
+            sink: vec![0; 2048],
+            source: frame(size),
+            rx_left: 0,
+            packets: 0,
+        }
+    }
+}
+
+impl Backend for CopyBackend {
+    fn transmit(&mut self, _hdr: &NetHdrRepr, frame: &[u8]) -> Result<(), BackendError> {
+        let dst = self
+            .sink
+            .get_mut(..frame.len())
+            .ok_or(BackendError::Refused)?;
+        dst.copy_from_slice(frame);
+        black_box(&self.sink);
+        self.packets += 1;
+        Ok(())
+    }
+
+    fn receive(&mut self, buf: &mut [u8]) -> Result<Option<RxFrame>, BackendError> {
+        if self.rx_left == 0 {
+            return Ok(None);
+        }
+        self.rx_left -= 1;
+        let n = self.source.len();
+        buf.get_mut(..n)
+            .ok_or(BackendError::Refused)?
+            .copy_from_slice(&self.source);
+        self.packets += 1;
+        Ok(Some(RxFrame {
+            len: n,
+            hdr: NetHdrRepr::default(),
+        }))
+    }
+}
+
+/// Counts used-buffer notifications.
+#[derive(Default)]
+struct Count {
+    used: u64,
+}
+
+impl Notifier for Count {
+    fn used_buffer(&mut self, _queue: u16) {
+        self.used += 1;
+    }
+    fn config_changed(&mut self) {
+        panic!("config change (queue broken?) during a benchmark");
+    }
+}
+
+/// One round's device work, timed; the driver's work around it is not.
+trait Device {
+    /// Process the posted batch.
+    fn process(&mut self, g: &Guest);
+    /// Frames the backend moved so far.
+    fn packets(&self) -> u64;
+    /// Used-buffer notifications so far.
+    fn notifications(&self) -> u64;
+    /// Prepare a round (untimed): the backend's RX frames.
+    fn prepare(&mut self, _batch: u16) {}
+}
+
+struct Virtnet {
+    dev: NetDevice<'static, CopyBackend>,
+    notes: Count,
+    dir: Dir,
+}
+
+impl Virtnet {
+    fn new(g: &Guest, case: Case, layout: virtnet::queue::QueueLayout) -> Virtnet {
+        let mut dev = NetDevice::new(
+            NetConfig::default(),
+            CopyBackend::new(case.size),
+            NoInterceptor,
+            &RX_POOL,
+            &TX_POOL,
+        );
+        dev.set_features(case.features()).expect("features");
+        let q = match case.dir {
+            Dir::Tx => TX_QUEUE,
+            Dir::Rx => RX_QUEUE,
+        };
+        dev.activate_queue(q, layout, &g.region).expect("activate");
+        dev.set_active(true);
+        Virtnet {
+            dev,
+            notes: Count::default(),
+            dir: case.dir,
+        }
+    }
+}
+
+impl Device for Virtnet {
+    fn process(&mut self, g: &Guest) {
+        let p = match self.dir {
+            Dir::Tx => self.dev.process_tx(&g.region, &mut self.notes, 1024),
+            Dir::Rx => self.dev.process_rx(&g.region, &mut self.notes, 1024),
+        };
+        black_box(p);
+    }
+    fn packets(&self) -> u64 {
+        self.dev.backend().packets
+    }
+    fn notifications(&self) -> u64 {
+        self.notes.used
+    }
+    fn prepare(&mut self, batch: u16) {
+        self.dev.backend_mut().rx_left = usize::from(batch);
+    }
+}
+
+// ----------------------------------------------------------------- rust-vmm
+
+/// The same device loop over rust-vmm's `virtio-queue` and `vm-memory`:
+/// walk each chain's descriptors with `read_slice`/`write_slice` (the
+/// cheapest way vm-memory offers), parse the header's flags and GSO type,
+/// hand the frame to the same copying backend.
+struct RustVmm {
+    q: Queue,
+    backend: CopyBackend,
+    /// Header + frame, as read from (TX) or to be written to (RX) the chain.
+    buf: Vec<u8>,
+    notes: u64,
+    dir: Dir,
+    dropped: u64,
+}
+
+impl RustVmm {
+    fn new(g: &Guest, case: Case, layout: virtnet::queue::QueueLayout) -> RustVmm {
+        let mut q = Queue::new(QSIZE).expect("queue");
+        let split = |a: GuestAddress| (Some(a.0 as u32), Some((a.0 >> 32) as u32));
+        let (lo, hi) = split(layout.desc_table);
+        q.set_desc_table_address(lo, hi);
+        let (lo, hi) = split(layout.avail_ring);
+        q.set_avail_ring_address(lo, hi);
+        let (lo, hi) = split(layout.used_ring);
+        q.set_used_ring_address(lo, hi);
+        q.set_size(QSIZE);
+        q.set_event_idx(true);
+        q.set_ready(true);
+        assert!(q.is_valid(&g.vm), "rust-vmm queue layout");
+        RustVmm {
+            q,
+            backend: CopyBackend::new(case.size),
+            buf: vec![0; 4096],
+            notes: 0,
+            dir: case.dir,
+            dropped: 0,
+        }
+    }
+
+    fn tx(&mut self, mem: &GuestMemoryMmap) {
+        loop {
+            while let Some(chain) = self.q.pop_descriptor_chain(mem) {
+                let head = chain.head_index();
+                let mut off = 0usize;
+                let mut ok = true;
+                for d in chain {
+                    let len = d.len() as usize;
+                    let end = off + len;
+                    match self.buf.get_mut(off..end) {
+                        Some(dst) if !d.is_write_only() => {
+                            if mem.read_slice(dst, d.addr()).is_err() {
+                                ok = false;
+                                break;
+                            }
+                        }
+                        _ => {
+                            ok = false;
+                            break;
+                        }
+                    }
+                    off = end;
+                }
+                // The header: no offload flags, no GSO (what virtnet checks
+                // when nothing was negotiated).
+                let flags = self.buf[0];
+                let gso_type = self.buf[1];
+                if ok && off >= HDR + 14 && flags == 0 && gso_type == 0 {
+                    let _ = self
+                        .backend
+                        .transmit(&NetHdrRepr::default(), &self.buf[HDR..off]);
+                } else {
+                    self.dropped += 1;
+                }
+                self.q.add_used(mem, head, 0).expect("add_used");
+            }
+            if !self
+                .q
+                .enable_notification(mem)
+                .expect("enable_notification")
+            {
+                break;
+            }
+        }
+    }
+
+    fn rx(&mut self, mem: &GuestMemoryMmap) {
+        while self.backend.rx_left > 0 {
+            let Some(chain) = self.q.pop_descriptor_chain(mem) else {
+                break;
+            };
+            let head = chain.head_index();
+            let got = self.backend.receive(&mut self.buf[HDR..]).expect("receive");
+            let Some(f) = got else { break };
+            // virtio_net_hdr_v1 with num_buffers = 1, nothing else set.
+            self.buf[..HDR].fill(0);
+            self.buf[10] = 1;
+            let total = HDR + f.len;
+            let mut off = 0usize;
+            for d in chain {
+                if off == total || !d.is_write_only() {
+                    break;
+                }
+                let n = (d.len() as usize).min(total - off);
+                if mem.write_slice(&self.buf[off..off + n], d.addr()).is_err() {
+                    break;
+                }
+                off += n;
+            }
+            let used = if off == total { total as u32 } else { 0 };
+            self.q.add_used(mem, head, used).expect("add_used");
+        }
+    }
+}
+
+impl Device for RustVmm {
+    fn process(&mut self, g: &Guest) {
+        match self.dir {
+            Dir::Tx => self.tx(&g.vm),
+            Dir::Rx => self.rx(&g.vm),
+        }
+        if self
+            .q
+            .needs_notification(&g.vm)
+            .expect("needs_notification")
+        {
+            self.notes += 1;
+        }
+    }
+    fn packets(&self) -> u64 {
+        assert_eq!(self.dropped, 0, "rust-vmm loop dropped frames");
+        self.backend.packets
+    }
+    fn notifications(&self) -> u64 {
+        self.notes
+    }
+    fn prepare(&mut self, batch: u16) {
+        self.backend.rx_left = usize::from(batch);
+    }
+}
+
+// ------------------------------------------------------------------ rounds
+
+/// A case's device with its driver and memory.
+struct Bench<'g, D: Device> {
+    g: &'g Guest,
+    drv: Driver,
+    dev: D,
+    batch: u16,
+    /// Per-round times of the current sample.
+    times: Vec<Duration>,
+}
+
+/// What criterion gets for a sample of `rounds` rounds: `rounds` times the
+/// median round. The machine is shared (other processes, a hypervisor):
+/// a round preempted in its middle would add milliseconds to a sample of
+/// microsecond rounds; the median round of the sample is what the code
+/// costs when it runs.
+fn typical(times: &mut [Duration], rounds: u64) -> Duration {
+    if times.is_empty() {
+        return Duration::ZERO;
+    }
+    let mid = times.len() / 2;
+    let (_, m, _) = times.select_nth_unstable(mid);
+    *m * u32::try_from(rounds).unwrap_or(u32::MAX)
+}
+
+impl<D: Device> Bench<'_, D> {
+    /// One round: post (untimed), process (timed), reap (untimed).
+    fn round(&mut self) -> Duration {
+        self.drv.post(&self.g.region);
+        self.dev.prepare(self.batch);
+        let t = Instant::now();
+        self.dev.process(self.g);
+        let d = t.elapsed();
+        self.drv.reap(&self.g.region);
+        d
+    }
+
+    fn run(&mut self, rounds: u64) -> Duration {
+        let mut times = std::mem::take(&mut self.times);
+        times.clear();
+        times.extend((0..rounds).map(|_| self.round()));
+        let d = typical(&mut times, rounds);
+        self.times = times;
+        d
+    }
+
+    /// Untimed check run: every frame crossed; notifications per packet.
+    fn check(&mut self, rounds: u64) -> f64 {
+        let (p0, n0) = (self.dev.packets(), self.dev.notifications());
+        self.run(rounds);
+        let packets = self.dev.packets() - p0;
+        assert_eq!(packets, rounds * u64::from(self.batch), "frames lost");
+        (self.dev.notifications() - n0) as f64 / packets as f64
+    }
+}
+
+fn bench_device<D: Device>(
+    c: &mut Criterion,
+    group: &str,
+    case: &Case,
+    g: &Guest,
+    make: impl FnOnce(&Guest, Case, virtnet::queue::QueueLayout) -> D,
+) {
+    let drv = Driver::new(g, *case);
+    let dev = make(g, *case, drv.drv.layout);
+    let mut b = Bench {
+        g,
+        drv,
+        dev,
+        batch: case.batch,
+        times: Vec::new(),
+    };
+    let notif = b.check(64);
+    println!("VNBENCH notif {group} {} {notif:.4}", case.name());
+    let mut grp = c.benchmark_group(group);
+    grp.bench_function(case.name(), |bn| bn.iter_custom(|iters| b.run(iters)));
+    grp.finish();
+}
+
+// ------------------------------------------------------------------ memcpy
+
+/// The same bytes moved with `copy_nonoverlapping` and nothing else. TX:
+/// header + frame from the guest buffer into a slot, then the frame from the
+/// slot to the backend's sink. RX: the frame from the backend's source into
+/// a slot, then header + frame into the guest buffer.
+fn bench_memcpy(c: &mut Criterion, case: &Case, g: &Guest) {
+    let mut slot = vec![0u8; 2048];
+    let mut sink = vec![0u8; 2048];
+    let source = frame(case.size);
+    let hdr = [0u8; HDR];
+    let size = case.size;
+    let bufs: Vec<*mut u8> = (0..case.batch).map(|i| g.ptr(buf_addr(i))).collect();
+    let dir = case.dir;
+    let mut times = Vec::new();
+    let mut round = || {
+        let t = Instant::now();
+        for &b in &bufs {
+            // SAFETY: `b` points at a 2 KiB frame buffer inside the guest
+            // mapping (`Guest::ptr` checked it); `slot`, `sink`, `source` are
+            // host vectors of at least `HDR + size` bytes; nothing else
+            // accesses these bytes during the copy.
+            unsafe {
+                match dir {
+                    Dir::Tx => {
+                        std::ptr::copy_nonoverlapping(b, slot.as_mut_ptr(), HDR + size);
+                        std::ptr::copy_nonoverlapping(
+                            slot.as_ptr().add(HDR),
+                            sink.as_mut_ptr(),
+                            size,
+                        );
+                    }
+                    Dir::Rx => {
+                        std::ptr::copy_nonoverlapping(source.as_ptr(), slot.as_mut_ptr(), size);
+                        std::ptr::copy_nonoverlapping(hdr.as_ptr(), b, HDR);
+                        std::ptr::copy_nonoverlapping(slot.as_ptr(), b.add(HDR), size);
+                    }
+                }
+            }
+            black_box(&mut slot);
+            black_box(&mut sink);
+        }
+        t.elapsed()
+    };
+    let mut grp = c.benchmark_group("memcpy");
+    grp.bench_function(case.memcpy_name(), |bn| {
+        bn.iter_custom(|iters| {
+            times.clear();
+            times.extend((0..iters).map(|_| round()));
+            typical(&mut times, iters)
+        })
+    });
+    grp.finish();
+}
+
+/// What an empty timed section costs (two `Instant` reads), per round.
+fn bench_timer(c: &mut Criterion) {
+    let mut grp = c.benchmark_group("timer");
+    grp.bench_function("empty", |bn| {
+        let mut times = Vec::new();
+        bn.iter_custom(|iters| {
+            times.clear();
+            times.extend((0..iters).map(|_| {
+                let t = Instant::now();
+                black_box(());
+                t.elapsed()
+            }));
+            typical(&mut times, iters)
+        })
+    });
+    grp.finish();
+}
+
+// -------------------------------------------------------------- footprint
+
+fn footprint() {
+    type Dev = NetDevice<'static, CopyBackend>;
+    type BigDev = NetDevice<'static, CopyBackend, NoInterceptor, 65550, 256>;
+    let dev = std::mem::size_of::<Dev>();
+    let pool = std::mem::size_of::<FramePool>();
+    let big_dev = std::mem::size_of::<BigDev>();
+    let big_pool = std::mem::size_of::<FramePool<65550, 256>>();
+    let backend = std::mem::size_of::<CopyBackend>();
+    println!(
+        "VNBENCH footprint default slot=1536 count=256 device={dev} pool={pool} total={} backend_in_device={backend}",
+        dev + 2 * pool
+    );
+    println!(
+        "VNBENCH footprint 64k slot=65550 count=256 device={big_dev} pool={big_pool} total={} backend_in_device={backend}",
+        big_dev + 2 * big_pool
+    );
+}
+
+fn main() {
+    footprint();
+    let g = Guest::new();
+    let mut c = Criterion::default().configure_from_args();
+    bench_timer(&mut c);
+    let mut memcpy_done = std::collections::HashSet::new();
+    for case in cases() {
+        if memcpy_done.insert(case.memcpy_name()) {
+            bench_memcpy(&mut c, &case, &g);
+        }
+        bench_device(&mut c, "virtnet", &case, &g, Virtnet::new);
+        bench_device(&mut c, "rust-vmm", &case, &g, RustVmm::new);
+    }
+    c.final_summary();
+}

@@ -1,0 +1,271 @@
+//! `cargo xtask bench core`: runs the core's criterion benchmark
+//! (`core/benches/datapath.rs`) and prints one table: per case, virtnet's,
+//! rust-vmm's and a bare memcpy's nanoseconds per packet, their ratio and
+//! difference, and used-buffer notifications per packet
+//! (specs/10-performance.md).
+//!
+//! Figures come from criterion's `target/criterion/<group>/<case>/new/estimates.json`
+//! (the median time per round, divided by the batch); notifications and the
+//! device footprint come from the benchmark's `VNBENCH` lines.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::ctx::Ctx;
+use crate::util::run_streaming;
+
+/// Criterion arguments: no plots, short warm-up and measurement, fewer
+/// bootstrap resamples, so the whole run (about 80 benchmarks) takes a few
+/// minutes on two cores.
+const CRITERION_ARGS: &[&str] = &[
+    "--noplot",
+    "--warm-up-time",
+    "0.3",
+    "--measurement-time",
+    "1",
+    "--nresamples",
+    "5000",
+];
+
+/// What the benchmark printed besides criterion's figures.
+#[derive(Default)]
+struct Extras {
+    /// Case names in the order they ran.
+    cases: Vec<String>,
+    /// `(implementation, case)` → notifications per packet.
+    notif: HashMap<(String, String), f64>,
+    /// Footprint lines, as printed.
+    footprint: Vec<String>,
+}
+
+impl Extras {
+    fn take(&mut self, line: &str) {
+        let mut w = line.split_whitespace();
+        if w.next() != Some("VNBENCH") {
+            return;
+        }
+        match w.next() {
+            Some("notif") => {
+                let (Some(imp), Some(case), Some(v)) = (w.next(), w.next(), w.next()) else {
+                    return;
+                };
+                let Ok(v) = v.parse::<f64>() else { return };
+                if imp == "virtnet" {
+                    self.cases.push(case.to_string());
+                }
+                self.notif.insert((imp.to_string(), case.to_string()), v);
+            }
+            Some("footprint") => self.footprint.push(w.collect::<Vec<_>>().join(" ")),
+            _ => {}
+        }
+    }
+}
+
+/// `cargo xtask bench core`.
+pub fn core(ctx: &Ctx) -> Result<()> {
+    let mut cmd = ctx.cargo();
+    cmd.args([
+        "bench",
+        "-p",
+        "virtnet",
+        "--features",
+        "test-utils",
+        "--bench",
+        "datapath",
+        "--",
+    ])
+    .args(CRITERION_ARGS);
+    let mut extras = Extras::default();
+    let status = run_streaming(&mut cmd, |line| extras.take(line))?;
+    if !status.success() {
+        bail!("the benchmark failed ({status})");
+    }
+    if extras.cases.is_empty() {
+        bail!("the benchmark printed no case");
+    }
+    let criterion = target_dir(ctx).join("criterion");
+    println!();
+    println!("{}", machine());
+    println!("command: cargo xtask bench core");
+    println!();
+    print!("{}", table(&criterion, &extras)?);
+    println!();
+    match median_ns(&criterion, "timer", "empty") {
+        Ok(t) => println!(
+            "timer: an empty timed section costs {t:.1} ns per round (in every figure, \
+             divided by the batch; it cancels in virtnet - memcpy)"
+        ),
+        Err(e) => println!("timer: {e:#}"),
+    }
+    for f in &extras.footprint {
+        println!("footprint: {}", footprint_line(f));
+    }
+    Ok(())
+}
+
+/// The cargo target directory.
+fn target_dir(ctx: &Ctx) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
+        Some(d) => ctx.root.join(d),
+        None => ctx.root.join("target"),
+    }
+}
+
+/// `lscpu`'s model name and the CPU count.
+fn machine() -> String {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("machine: {model}, {cpus} CPUs")
+}
+
+/// The batch of a case name (`tx-64-b32-1desc` → 32).
+fn batch_of(case: &str) -> Option<f64> {
+    case.split('-')
+        .find_map(|p| p.strip_prefix('b').and_then(|n| n.parse::<f64>().ok()))
+}
+
+/// The frame size of a case name (`tx-64-b32-1desc` → 64).
+fn size_of_case(case: &str) -> Option<f64> {
+    case.split('-').find_map(|p| p.parse::<f64>().ok())
+}
+
+/// The memcpy case moving the same bytes (`rx-nomrg-64-b32-1desc` → `rx-64-b32`).
+fn memcpy_case(case: &str) -> String {
+    let parts: Vec<&str> = case.split('-').filter(|p| *p != "nomrg").collect();
+    parts.iter().take(3).copied().collect::<Vec<_>>().join("-")
+}
+
+/// Criterion's median time per iteration of `group/case`, in ns.
+fn median_ns(criterion: &Path, group: &str, case: &str) -> Result<f64> {
+    let path = criterion
+        .join(group)
+        .join(case)
+        .join("new")
+        .join("estimates.json");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    json_point_estimate(&text, "median")
+        .with_context(|| format!("no median point estimate in {}", path.display()))
+}
+
+/// `{"<key>": {..., "point_estimate": X, ...}}` → X, without a JSON parser:
+/// criterion's estimates file is a flat object of estimate objects.
+fn json_point_estimate(text: &str, key: &str) -> Option<f64> {
+    let at = text.find(&format!("\"{key}\""))?;
+    let rest = &text[at..];
+    let pe = rest.find("\"point_estimate\"")?;
+    let rest = &rest[pe + "\"point_estimate\"".len()..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+')))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// The results as a Markdown table.
+fn table(criterion: &Path, x: &Extras) -> Result<String> {
+    let mut out = String::new();
+    out.push_str(
+        "| case | virtnet ns/pkt | rust-vmm ns/pkt | memcpy ns/pkt | virtnet/rust-vmm \
+         | virtnet - memcpy | virtnet Mpps | virtnet Gbit/s | notif/pkt virtnet | notif/pkt rust-vmm |\n",
+    );
+    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for case in &x.cases {
+        let batch = batch_of(case).with_context(|| format!("no batch in case name {case}"))?;
+        let size = size_of_case(case).with_context(|| format!("no size in case name {case}"))?;
+        let v = median_ns(criterion, "virtnet", case)? / batch;
+        let r = median_ns(criterion, "rust-vmm", case)? / batch;
+        let m = median_ns(criterion, "memcpy", &memcpy_case(case))? / batch;
+        let nv = x.notif.get(&("virtnet".into(), case.clone())).copied();
+        let nr = x.notif.get(&("rust-vmm".into(), case.clone())).copied();
+        let show = |n: Option<f64>| n.map_or("?".to_string(), |n| format!("{n:.3}"));
+        let mpps = 1000.0 / v;
+        let gbps = mpps * size * 8.0 / 1000.0;
+        out.push_str(&format!(
+            "| {case} | {v:.1} | {r:.1} | {m:.1} | {:.2} | {:.1} | {mpps:.2} | {gbps:.2} | {} | {} |\n",
+            v / r,
+            v - m,
+            show(nv),
+            show(nr),
+        ));
+    }
+    Ok(out)
+}
+
+/// A footprint line made readable: sizes in KiB/MiB.
+fn footprint_line(raw: &str) -> String {
+    let field = |k: &str| {
+        raw.split_whitespace()
+            .find_map(|w| w.strip_prefix(k).and_then(|v| v.parse::<u64>().ok()))
+    };
+    match (
+        field("slot="),
+        field("count="),
+        field("device="),
+        field("pool="),
+        field("total="),
+    ) {
+        (Some(slot), Some(count), Some(dev), Some(pool), Some(total)) => format!(
+            "one device with two pools of {count} x {slot} B slots: NetDevice {dev} B + \
+             2 x FramePool {} = {}",
+            human(pool),
+            human(total)
+        ),
+        _ => raw.to_string(),
+    }
+}
+
+/// Bytes as B, KiB or MiB.
+fn human(b: u64) -> String {
+    if b >= 1 << 20 {
+        format!("{:.1} MiB ({b} B)", b as f64 / f64::from(1u32 << 20))
+    } else if b >= 1 << 10 {
+        format!("{:.1} KiB ({b} B)", b as f64 / 1024.0)
+    } else {
+        format!("{b} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_names_parse() {
+        assert_eq!(batch_of("tx-64-b32-1desc"), Some(32.0));
+        assert_eq!(size_of_case("rx-nomrg-1514-b256-indirect"), Some(1514.0));
+        assert_eq!(memcpy_case("rx-nomrg-1514-b32-1desc"), "rx-1514-b32");
+        assert_eq!(memcpy_case("tx-64-b1-2desc"), "tx-64-b1");
+    }
+
+    #[test]
+    fn point_estimate_is_read_from_the_named_estimate() {
+        let text = r#"{"mean":{"confidence_interval":{"confidence_level":0.95,"lower_bound":1.0,"upper_bound":3.0},"point_estimate":2.0,"standard_error":0.1},"median":{"confidence_interval":{"confidence_level":0.95,"lower_bound":4.0,"upper_bound":6.0},"point_estimate":5.25e3,"standard_error":0.2}}"#;
+        assert_eq!(json_point_estimate(text, "mean"), Some(2.0));
+        assert_eq!(json_point_estimate(text, "median"), Some(5250.0));
+        assert_eq!(json_point_estimate(text, "slope"), None);
+    }
+
+    #[test]
+    fn extras_collect_cases_in_order() {
+        let mut x = Extras::default();
+        x.take("VNBENCH notif virtnet tx-64-b1-1desc 1.0000");
+        x.take("VNBENCH notif rust-vmm tx-64-b1-1desc 0.5000");
+        x.take("virtnet/tx-64-b1-1desc time: [1 ns 2 ns 3 ns]");
+        x.take("VNBENCH footprint default slot=1536 count=256 device=480 pool=393752 total=787984");
+        assert_eq!(x.cases, vec!["tx-64-b1-1desc".to_string()]);
+        assert_eq!(
+            x.notif.get(&("rust-vmm".into(), "tx-64-b1-1desc".into())),
+            Some(&0.5)
+        );
+        assert!(footprint_line(&x.footprint[0]).contains("769.5 KiB"));
+    }
+}
