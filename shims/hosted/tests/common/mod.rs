@@ -55,6 +55,7 @@ pub fn socket_path(tag: &str) -> PathBuf {
 
 impl TestServer {
     pub fn start(tag: &str, backend: AnyBackend, net: NetConfig) -> TestServer {
+        let _ = env_logger::builder().is_test(true).try_init();
         let path = socket_path(tag);
         let listener = bind(&path).unwrap();
         // Leaked once per server: a test process starts a handful.
@@ -123,6 +124,16 @@ pub fn connect(path: &Path, max_queues: u64) -> Frontend {
 
 /// Feature negotiation as QEMU does it; returns the offered features.
 pub fn negotiate(f: &mut Frontend, want: Features) -> u64 {
+    let offered = negotiate_protocol(f);
+    assert_eq!(f.get_queue_num().unwrap(), 2);
+    f.set_features((want.bits() & offered) | PROTOCOL_FEATURES_BIT)
+        .unwrap();
+    offered
+}
+
+/// Owner, features query and protocol features (REPLY_ACK on): everything
+/// but `SET_FEATURES`. Returns the offered features.
+pub fn negotiate_protocol(f: &mut Frontend) -> u64 {
     f.set_owner().unwrap();
     let offered = f.get_features().unwrap();
     assert_ne!(offered & PROTOCOL_FEATURES_BIT, 0);
@@ -132,9 +143,6 @@ pub fn negotiate(f: &mut Frontend, want: Features) -> u64 {
         | VhostUserProtocolFeatures::CONFIG;
     assert!(pf.contains(want_pf), "{pf:?}");
     f.set_protocol_features(want_pf).unwrap();
-    assert_eq!(f.get_queue_num().unwrap(), 2);
-    f.set_features((want.bits() & offered) | PROTOCOL_FEATURES_BIT)
-        .unwrap();
     offered
 }
 
@@ -273,4 +281,50 @@ pub fn read(mem: &GuestMemoryMap, gpa: u64, len: usize) -> Vec<u8> {
 
 pub fn open_loopback(frames: usize) -> AnyBackend {
     AnyBackend::Loopback(virtnet_hosted::backend::LoopbackBackend::new(frames, SLOT))
+}
+
+/// A short loopback round trip on an already negotiated frontend: `n`
+/// frames out on TX, the same `n` back on RX.
+pub fn roundtrip(f: &mut Frontend, n: u32) {
+    let g = Guest::new();
+    let mut r = setup_rings(f, &g);
+    let mem = &g.mem;
+    for _ in 0..n {
+        let a = RX_BUFS + u64::from(r.rx.next_desc) * 2048;
+        r.rx.add_chain(mem, &[(a, 2048, true)]).unwrap();
+    }
+    r.rx.publish(mem).unwrap();
+    r.kick[0].write(1).unwrap();
+    for seq in 0..n {
+        let fr = frame(seq, 60 + seq as usize);
+        let a = TX_BUFS + u64::from(r.tx.next_desc) * 2048;
+        mem.write(GuestAddress(a), &[0u8; 12]).unwrap();
+        mem.write(GuestAddress(a + 12), &fr).unwrap();
+        r.tx.add_chain(mem, &[(a, 12 + fr.len() as u32, false)])
+            .unwrap();
+    }
+    r.tx.publish(mem).unwrap();
+    r.kick[1].write(1).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = 0;
+    while got < n {
+        assert!(Instant::now() < deadline, "round trip stalled at {got}/{n}");
+        match r.rx.pop_used(mem).unwrap() {
+            Some((id, len)) => {
+                let data = read(mem, RX_BUFS + u64::from(id) * 2048, len as usize);
+                assert_eq!(&data[12..], &frame(got, 60 + got as usize)[..]);
+                got += 1;
+            }
+            None => {
+                wait_call(&r, Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// The backend serves a fresh frontend end to end.
+pub fn assert_alive(server: &TestServer) {
+    let mut f = connect(&server.path, 2);
+    negotiate(&mut f, Features::VERSION_1 | Features::MAC);
+    roundtrip(&mut f, 8);
 }
