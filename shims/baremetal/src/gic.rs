@@ -216,6 +216,16 @@ impl<G: SpiController> IrqLine<G> {
     }
 }
 
+/// The device's interrupt line (`virtnet::mmio::InterruptLine`): raising it
+/// sets the SPI pending ([`IrqLine::raise`], with its store barrier).
+/// `lower` does nothing: the line is an edge, and a pending edge stays
+/// pending until the CPU takes it; the driver reads InterruptStatus then.
+impl<G: SpiController> virtnet::mmio::InterruptLine for IrqLine<G> {
+    fn raise(&mut self) {
+        IrqLine::raise(self);
+    }
+}
+
 #[inline]
 fn store_barrier() {
     #[cfg(target_arch = "aarch64")]

@@ -11,8 +11,11 @@
 //!   implementation for one core that masks all of DAIF.
 //! * Feature `defmt-semihosting`: a defmt global logger writing to the host
 //!   file `defmt.bin` over semihosting.
-//! * The MMIO side of trapped guest accesses is decoded by `virtnet-aarch64`,
-//!   re-exported here as [`abort`].
+//! * [`memory`]: the device's view of guest memory over identity-mapped or
+//!   offset-mapped physical RAM ranges (the core's `RegionMemory`).
+//! * [`trap`]: serving a trapped guest load or store to the virtio-mmio
+//!   window from the core's `MmioTransport` (decoded by `virtnet-aarch64`,
+//!   re-exported here as [`abort`]), writing the loaded value back.
 //!
 //! The library builds for any target so that its logic is tested on the
 //! host; everything that executes aarch64 instructions is behind
@@ -34,8 +37,10 @@ pub use virtnet_aarch64 as abort;
 #[cfg(target_arch = "aarch64")]
 pub mod cpu;
 pub mod gic;
+pub mod memory;
 #[cfg(target_arch = "aarch64")]
 pub mod semihosting;
+pub mod trap;
 
 #[cfg(all(
     feature = "critical-section-single-core",

@@ -147,6 +147,26 @@ fn irq_line_raises_its_spi() {
     assert_eq!(line.spi().intid(), 1019);
 }
 
+/// The core's `InterruptLine` on an `IrqLine` sets the SPI pending in the
+/// distributor (GICv3 layout: same ISPENDR array), and `lower` leaves it.
+#[test]
+fn irq_line_is_the_devices_interrupt_line() {
+    use virtnet::mmio::InterruptLine;
+    let mut dist = Fake::new(0x1_0000);
+    // SAFETY: the fake outlives the driver and is large enough; the
+    // redistributor is not touched by set-pending.
+    let gic = unsafe { Gicv3::new(dist.base(), dist.base()) };
+    let mut line = IrqLine::new(gic, Spi::new(96).unwrap());
+    fn raise_through_core(l: &mut impl InterruptLine) {
+        l.raise();
+        l.lower();
+    }
+    raise_through_core(&mut line);
+    // INTID 96: word 3, bit 0 of GICD_ISPENDR (0x200).
+    assert_eq!(dist.r32(0x200 + 3 * 4), 1);
+    assert_eq!(dist.r32(0x280 + 3 * 4), 0, "lower does not clear pending");
+}
+
 #[test]
 fn gicv3_distributor_and_routing() {
     let mut dist = Fake::new(0x1_0000);
