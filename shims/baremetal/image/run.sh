@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds the bare-metal test image and runs it under QEMU with GICv2 and
-# GICv3, each at EL1 and at EL2 (virtualization=on), through runner.rs's run_image (compiled here with plain rustc), after
-# running runner.rs's own unit tests. Usage: ./run.sh [--debug]
+# GICv3, each at EL1 and at EL2 (virtualization=on), through runner.rs's
+# run_image_on (compiled here with plain rustc), after running runner.rs's
+# own unit tests. Usage: ./run.sh [--debug]
+# `cargo xtask test baremetal` does the same, plus a run of the image built
+# with `--features defmt` whose log it decodes with defmt-print.
 set -euo pipefail
 cd "$(dirname "$0")"
 profile=release; flag=--release

@@ -1,9 +1,13 @@
 //! Host-side runner for the bare-metal test image: builds it and boots it
-//! under `qemu-system-aarch64` (QEMU `virt`, GICv2 or GICv3), streams its
-//! output, enforces a timeout and parses the final `N passed, N failed` line.
+//! under `qemu-system-aarch64` (QEMU `virt`, GICv2 or GICv3, at EL1 or at
+//! EL2), streams its output, enforces a timeout, parses the final
+//! `N passed, N failed` line and, for an image built with the `defmt`
+//! feature, decodes its defmt log (`defmt.bin`, written over semihosting in
+//! QEMU's working directory) with `defmt-print`.
 //!
-//! Plain `std`, no dependencies: include it with
-//! `#[path = "../../shims/baremetal/image/runner.rs"] mod baremetal_runner;`.
+//! Plain `std`, no dependencies: include it with `#[path]` (the
+//! `cargo xtask test baremetal` suite does:
+//! `#[path = "../../../../shims/baremetal/image/runner.rs"] mod runner;`).
 //!
 //! By hand (see `run.sh` next to this file, which does exactly this):
 //!
@@ -30,17 +34,27 @@ pub const TARGET: &str = "aarch64-unknown-none";
 
 /// Builds the image in `image_dir` (the directory holding its Cargo.toml)
 /// with `cargo build [--release] --target aarch64-unknown-none`, into
-/// `image_dir/target`, and returns the ELF's path. Environment variables that
-/// an outer cargo may have set for another target (`RUSTFLAGS`,
-/// `CARGO_BUILD_TARGET`, ...) are removed. The `aarch64-unknown-none` rustup
-/// target must be installed.
+/// `image_dir/target`, and returns the ELF's path. See [`build_image_with`].
 pub fn build_image(image_dir: &Path, release: bool) -> Result<PathBuf, String> {
+    build_image_with(image_dir, release, &[], &image_dir.join("target"))
+}
+
+/// Builds the image in `image_dir` with the cargo `features` given (e.g.
+/// `["defmt"]`) into `target_dir`, and returns the ELF's (absolute) path.
+/// Environment variables that an outer cargo may have set for another
+/// target (`RUSTFLAGS`, `CARGO_BUILD_TARGET`, ...) are removed. The
+/// `aarch64-unknown-none` rustup target must be installed.
+pub fn build_image_with(
+    image_dir: &Path,
+    release: bool,
+    features: &[&str],
+    target_dir: &Path,
+) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let target_dir = image_dir.join("target");
     let mut cmd = Command::new(cargo);
     cmd.current_dir(image_dir)
         .args(["build", "--target", TARGET, "--target-dir"])
-        .arg(&target_dir)
+        .arg(target_dir)
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
@@ -49,6 +63,10 @@ pub fn build_image(image_dir: &Path, release: bool) -> Result<PathBuf, String> {
     if release {
         cmd.arg("--release");
     }
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    println!("$ (in {}) {}", image_dir.display(), display(&cmd));
     let status = cmd
         .status()
         .map_err(|e| format!("cannot run cargo in {}: {e}", image_dir.display()))?;
@@ -60,7 +78,8 @@ pub fn build_image(image_dir: &Path, release: bool) -> Result<PathBuf, String> {
         .join(if release { "release" } else { "debug" })
         .join("virtnet-baremetal-image");
     if elf.is_file() {
-        Ok(elf)
+        elf.canonicalize()
+            .map_err(|e| format!("{}: {e}", elf.display()))
     } else {
         Err(format!("built, but {} is missing", elf.display()))
     }
@@ -112,21 +131,73 @@ pub fn run_image(elf: &Path, gic_version: u8, timeout: Duration) -> Result<(u32,
 }
 
 /// As [`run_image`]; with `el2`, QEMU starts the image at EL2
-/// (`virtualization=on`): the image then installs its stage-2 trap handler
-/// and adds the tests of guest MMIO accesses decoded at EL2 (its `el2: yes`
-/// line is checked).
+/// (`virtualization=on`): the image then installs its stage-2 trap handler,
+/// serves the device from it, and adds the EL2 tests (its `el2: yes` line is
+/// checked).
 pub fn run_image_on(
     elf: &Path,
     gic_version: u8,
     el2: bool,
     timeout: Duration,
 ) -> Result<(u32, u32), String> {
+    run(
+        elf,
+        &RunOptions {
+            gic_version,
+            el2,
+            timeout,
+            defmt_print: None,
+        },
+    )
+    .map(|o| (o.passed, o.failed))
+}
+
+/// How to boot the image.
+#[derive(Clone, Debug)]
+pub struct RunOptions<'a> {
+    /// GIC version, 2 or 3.
+    pub gic_version: u8,
+    /// Start at EL2 (`virtualization=on`).
+    pub el2: bool,
+    /// Kill QEMU and fail after this long.
+    pub timeout: Duration,
+    /// For an image built with the `defmt` feature: the `defmt-print`
+    /// binary that decodes its log, which must then be complete (see
+    /// [`check_defmt`]).
+    pub defmt_print: Option<&'a Path>,
+}
+
+/// A judged run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Tests passed (the tally line).
+    pub passed: u32,
+    /// Tests failed.
+    pub failed: u32,
+    /// The decoded defmt log (empty unless asked for).
+    pub defmt: Vec<String>,
+}
+
+/// Boots `elf` as `opts` says, in a fresh working directory, and judges the
+/// run (see [`run_image`]); with `opts.defmt_print`, also decodes and checks
+/// the defmt log.
+///
+/// # Errors
+/// As for [`run_image`], plus a missing, undecodable or incomplete defmt
+/// log.
+pub fn run(elf: &Path, opts: &RunOptions<'_>) -> Result<Outcome, String> {
+    let (gic_version, el2) = (opts.gic_version, opts.el2);
     if gic_version != 2 && gic_version != 3 {
         return Err(format!("GIC version must be 2 or 3, not {gic_version}"));
     }
-    let mut cmd = qemu_command(elf, gic_version, el2);
+    let elf = elf
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", elf.display()))?;
+    let workdir = fresh_dir(gic_version, el2)?;
+    let mut cmd = qemu_command(&elf, gic_version, el2);
+    cmd.current_dir(&workdir);
     let prefix = format!("[gicv{gic_version}{}] ", if el2 { ",el2" } else { "" });
-    println!("$ {}", display(&cmd));
+    println!("$ (in {}) {}", workdir.display(), display(&cmd));
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", cmd.get_program().to_string_lossy()))?;
@@ -134,18 +205,100 @@ pub fn run_image_on(
     let (tx, rx) = mpsc::channel::<String>();
     let readers = [
         spawn_reader(child.stdout.take(), tx.clone(), prefix.clone()),
-        spawn_reader(child.stderr.take(), tx, prefix),
+        spawn_reader(child.stderr.take(), tx, prefix.clone()),
     ];
 
     // On a timeout the readers are left detached: they end when the last
     // holder of QEMU's pipes goes away.
-    let status = wait_with_timeout(&mut child, timeout)?;
+    let status = wait_with_timeout(&mut child, opts.timeout)?;
     // QEMU exited: its pipes are closed, so the readers end.
     for r in readers {
         let _ = r.join();
     }
     let lines: Vec<String> = rx.try_iter().collect();
-    check_run(&lines, gic_version, el2, status)
+    let (passed, failed) = check_run(&lines, gic_version, el2, status)?;
+    let defmt = match opts.defmt_print {
+        Some(tool) => {
+            let decoded = decode_defmt(tool, &elf, &workdir.join("defmt.bin"))?;
+            for l in &decoded {
+                println!("{prefix}defmt: {l}");
+            }
+            check_defmt(&decoded, passed, failed)?;
+            decoded
+        }
+        None => Vec::new(),
+    };
+    let _ = std::fs::remove_dir_all(&workdir);
+    Ok(Outcome {
+        passed,
+        failed,
+        defmt,
+    })
+}
+
+/// An empty directory for one QEMU run (semihosting writes `defmt.bin`
+/// there).
+fn fresh_dir(gic_version: u8, el2: bool) -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!(
+        "virtnet-baremetal-{}-gicv{gic_version}{}",
+        std::process::id(),
+        if el2 { "-el2" } else { "" }
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Decodes the defmt log `bin` of `elf` with `defmt-print -e elf < bin`;
+/// returns its lines.
+pub fn decode_defmt(tool: &Path, elf: &Path, bin: &Path) -> Result<Vec<String>, String> {
+    let input =
+        std::fs::File::open(bin).map_err(|e| format!("no defmt log at {}: {e}", bin.display()))?;
+    let out = Command::new(tool)
+        .arg("-e")
+        .arg(elf)
+        .stdin(input)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", tool.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed ({}): {}",
+            tool.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
+/// Checks a decoded defmt log against the run's tally: one
+/// `test NAME: passed=P failed=F` line per test, the last with the final
+/// counts, and no ERROR line.
+pub fn check_defmt(lines: &[String], passed: u32, failed: u32) -> Result<(), String> {
+    let tests: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(" test ") && l.contains(": passed="))
+        .collect();
+    let total = passed + failed;
+    if tests.len() != total as usize {
+        return Err(format!(
+            "the defmt log has {} test lines for {total} tests",
+            tests.len()
+        ));
+    }
+    let last = format!("passed={passed} failed={failed}");
+    if total > 0 && !tests.last().is_some_and(|l| l.ends_with(&last)) {
+        return Err(format!(
+            "the defmt log's last test line does not end with `{last}`"
+        ));
+    }
+    if let Some(e) = lines.iter().find(|l| l.starts_with("ERROR")) {
+        return Err(format!("the defmt log has an error: {e}"));
+    }
+    Ok(())
 }
 
 /// Reads `pipe` line by line, echoing each line with `prefix` and sending it
@@ -281,6 +434,27 @@ mod tests {
     fn status(code: i32) -> ExitStatus {
         use std::os::unix::process::ExitStatusExt;
         ExitStatus::from_raw(code << 8)
+    }
+
+    #[test]
+    fn defmt_logs_are_checked_against_the_tally() {
+        let log = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let good = log(&[
+            "INFO  image: GICv3",
+            "INFO  test a: passed=1 failed=0",
+            "WARN  virtqueue stopped",
+            "INFO  test b: passed=1 failed=1",
+        ]);
+        assert_eq!(check_defmt(&good, 1, 1), Ok(()));
+        assert!(check_defmt(&good, 2, 0).is_err(), "counts differ");
+        assert!(
+            check_defmt(&good[..2], 1, 1).is_err(),
+            "a test line missing"
+        );
+        let mut bad = good.clone();
+        bad.push("ERROR something".into());
+        assert!(check_defmt(&bad, 1, 1).is_err(), "error line");
+        assert!(check_defmt(&[], 0, 0).is_ok());
     }
 
     #[test]

@@ -1,11 +1,17 @@
 //! When QEMU starts the image at EL2 (`-M virt,virtualization=on`), a minimal
-//! hypervisor: stage-2 translation with one 2 MiB hole at [`MMIO_WINDOW`],
-//! and a trap handler that serves the EL1 program's loads and stores to that
-//! hole through `virtnet-aarch64` against a small byte-addressed device.
+//! hypervisor: stage-2 translation with one 2 MiB hole at 0x0a00_0000, and a
+//! trap handler for the EL1 program's loads and stores to that hole:
+//! * the virtio-mmio window at `hyp::VIRTIO_BASE` (0x0a00_0000) is served
+//!   by virtnet's device through `virtnet_baremetal::trap` (the true
+//!   hypervisor path); an access it refuses is answered by injecting a
+//!   synchronous external abort into EL1, never by guessing;
+//! * a small byte-addressed toy device at [`TOY_WINDOW`] (0x0a10_0000)
+//!   gives the decoder *real* ISV = 1 syndromes from the CPU model for the
+//!   golden-syndrome tests;
+//! * `hvc #0` is the host-control channel (`hyp::host_op`).
+//!
 //! Everything else is identity-mapped, so the rest of the image runs at EL1
-//! unchanged. This is the shape of the bare-metal shim's hypervisor mode,
-//! and gives the decoder *real* ISV = 1 syndromes from the CPU model.
-
+//! unchanged. All device work runs in `heap::device_context`.
 use core::arch::asm;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -17,17 +23,26 @@ use virtnet_aarch64::{
 use virtnet_baremetal::{hprintln, semihosting};
 
 use crate::boot::{ExceptionFrame, EXIT_EXCEPTION};
+use crate::{heap, hyp};
 
-/// Start of the guest-physical window that traps to EL2 (QEMU `virt`'s
-/// virtio-mmio area, 2 MiB, not mapped at stage 2).
-pub const MMIO_WINDOW: u64 = 0x0a00_0000;
+/// Start of the 2 MiB guest-physical hole that stage 2 leaves unmapped
+/// (QEMU `virt`'s virtio-mmio area).
+pub const STAGE2_HOLE: u64 = 0x0a00_0000;
+/// The toy device's window, inside the hole.
+pub const TOY_WINDOW: u64 = 0x0a10_0000;
 /// Size of the trapping device's register file.
 pub const DEVICE_BYTES: usize = 64;
 
 /// Whether the image was started at EL2 and set up stage 2.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
-/// Number of data aborts served (or refused) at EL2.
+/// Number of toy-device data aborts served (or refused) at EL2.
 pub static TRAPS: AtomicU32 = AtomicU32::new(0);
+/// Number of virtio-mmio data aborts served at EL2.
+pub static VIRTIO_TRAPS: AtomicU64 = AtomicU64::new(0);
+/// Number of virtio-mmio data aborts refused (an abort was injected).
+pub static VIRTIO_REFUSED: AtomicU32 = AtomicU32::new(0);
+/// Number of hypercalls served.
+pub static HVCS: AtomicU64 = AtomicU64::new(0);
 /// The last trapped syndrome (ESR_EL2) and IPA.
 pub static LAST_ESR: AtomicU64 = AtomicU64::new(0);
 /// The IPA of the last trapped access.
@@ -75,7 +90,7 @@ struct DeviceRef<'a>(&'a mut [u8; DEVICE_BYTES]);
 
 impl MmioHandler for DeviceRef<'_> {
     fn read(&mut self, ipa: u64, size: AccessSize) -> u64 {
-        let off = (ipa - MMIO_WINDOW) as usize;
+        let off = (ipa - TOY_WINDOW) as usize;
         let mut v = 0u64;
         for i in (0..usize::from(size.bytes())).rev() {
             v = (v << 8) | u64::from(self.0.get(off + i).copied().unwrap_or(0xff));
@@ -84,7 +99,7 @@ impl MmioHandler for DeviceRef<'_> {
     }
 
     fn write(&mut self, ipa: u64, size: AccessSize, value: u64) {
-        let off = (ipa - MMIO_WINDOW) as usize;
+        let off = (ipa - TOY_WINDOW) as usize;
         for i in 0..usize::from(size.bytes()) {
             if let Some(b) = self.0.get_mut(off + i) {
                 *b = (value >> (8 * i)) as u8;
@@ -106,7 +121,7 @@ impl VcpuRegs for ExceptionFrame {
 
 /// Called at EL2 by `_start` before dropping to EL1: identity stage-2 map of
 /// the low 4 GiB (device memory below 1 GiB except the 2 MiB
-/// [`MMIO_WINDOW`], RAM at 1 GiB as Normal), the virtual CPU identity, timer
+/// [`STAGE2_HOLE`], RAM at 1 GiB as Normal), the virtual CPU identity, timer
 /// and GICv3 system-register access for EL1, then HCR_EL2.{RW, VM}.
 #[no_mangle]
 extern "C" fn el2_setup() {
@@ -117,7 +132,7 @@ extern "C" fn el2_setup() {
     unsafe {
         for (i, e) in (*l2).iter_mut().enumerate() {
             let ipa = (i as u64) << 21;
-            *e = if ipa == MMIO_WINDOW {
+            *e = if ipa == STAGE2_HOLE {
                 0
             } else {
                 ipa | S2_AF | S2_RW | S2_DEVICE | S2_BLOCK
@@ -183,8 +198,11 @@ fn error_code(e: AbortError) -> u32 {
 /// Error code stored in [`LAST_ERROR`] for [`AbortError::NoValidSyndrome`].
 pub const ERR_NO_VALID_SYNDROME: u32 = 2;
 
-/// EL2 exception handler: serves data aborts from EL1 in the trapping
-/// window; anything else is fatal.
+/// Exception class of an HVC instruction executed in AArch64 state.
+const EC_HVC64: u8 = 0x16;
+
+/// EL2 exception handler: serves hypercalls and data aborts from EL1 in the
+/// trapping hole; anything else is fatal.
 #[no_mangle]
 extern "C" fn el2_exception_entry(frame: &mut ExceptionFrame, kind: u64) {
     let (esr, far, hpfar): (u64, u64, u64);
@@ -195,9 +213,31 @@ extern "C" fn el2_exception_entry(frame: &mut ExceptionFrame, kind: u64) {
             out(reg) esr, out(reg) far, out(reg) hpfar, options(nomem, nostack)
         )
     };
+    let ec = exception_class(esr);
     let ipa = ipa_from_hpfar_far(hpfar, far);
-    let in_window = (MMIO_WINDOW..MMIO_WINDOW + DEVICE_BYTES as u64).contains(&ipa);
-    if kind != 8 || exception_class(esr) != EC_DATA_ABORT_LOWER || !in_window {
+    let toy = TOY_WINDOW..TOY_WINDOW + DEVICE_BYTES as u64;
+    // The rest of the hole belongs to the virtio device: accesses outside
+    // its window are refused by the library (and answered with an abort).
+    let hole = STAGE2_HOLE..STAGE2_HOLE + (2 << 20);
+    let virtio = hole.contains(&ipa) && !toy.contains(&ipa);
+    if kind == 8 && ec == EC_HVC64 {
+        // The preferred return address of an HVC is the next instruction.
+        HVCS.fetch_add(1, Ordering::Relaxed);
+        frame.x[0] = heap::device_context(|| hyp::host_op(frame.x[0], frame.x[1]));
+    } else if kind == 8 && ec == EC_DATA_ABORT_LOWER && virtio {
+        match heap::device_context(|| hyp::serve_abort(esr, ipa, frame)) {
+            Ok(step) => {
+                VIRTIO_TRAPS.fetch_add(1, Ordering::Relaxed);
+                frame.elr += step;
+            }
+            Err(_) => {
+                VIRTIO_REFUSED.fetch_add(1, Ordering::SeqCst);
+                inject_external_abort(frame, esr, far);
+            }
+        }
+    } else if kind == 8 && ec == EC_DATA_ABORT_LOWER && toy.contains(&ipa) {
+        serve_toy(frame, esr, ipa);
+    } else {
         hprintln!("unexpected EL2 exception: vector {kind}");
         hprintln!(
             "  ESR_EL2={esr:#018x} FAR_EL2={far:#x} HPFAR_EL2={hpfar:#x} IPA={ipa:#x} ELR_EL2={:#x}",
@@ -205,6 +245,47 @@ extern "C" fn el2_exception_entry(frame: &mut ExceptionFrame, kind: u64) {
         );
         semihosting::exit(EXIT_EXCEPTION);
     }
+}
+
+/// Answers a refused guest access the way hardware answers an access
+/// nothing responds to: a synchronous external abort taken to EL1 at the
+/// faulting instruction (ESR_EL1: EC 0x25 from EL1, or 0x24 from EL0; IL;
+/// ISV = 0; WnR copied; DFSC 0x10), with FAR_EL1 the faulting address, and
+/// EL1's exception entry state (ELR_EL1, SPSR_EL1, PC = VBAR_EL1 + the
+/// synchronous vector for the guest's mode, PSTATE = EL1h, DAIF masked).
+fn inject_external_abort(frame: &mut ExceptionFrame, esr: u64, far: u64) {
+    let mode = frame.spsr & 0xf;
+    let (ec, vector) = match mode {
+        0b0101 => (0x25u64, 0x200u64), // EL1h: current EL with SP_EL1
+        0b0100 => (0x25, 0x000),       // EL1t: current EL with SP_EL0
+        _ => (0x24, 0x400),            // EL0: lower EL, AArch64
+    };
+    let esr_el1 = (ec << 26) | (1 << 25) | (esr & (1 << 6)) | 0x10;
+    let vbar: u64;
+    // SAFETY: EL2 writes the EL1 exception registers of the stopped guest
+    // (HCR_EL2.E2H = 0, so these name EL1's registers) and reads VBAR_EL1;
+    // no memory is accessed.
+    unsafe {
+        asm!(
+            "msr esr_el1, {esr}",
+            "msr far_el1, {far}",
+            "msr elr_el1, {elr}",
+            "msr spsr_el1, {spsr}",
+            "mrs {vbar}, vbar_el1",
+            esr = in(reg) esr_el1,
+            far = in(reg) far,
+            elr = in(reg) frame.elr,
+            spsr = in(reg) frame.spsr,
+            vbar = out(reg) vbar,
+            options(nomem, nostack)
+        )
+    };
+    frame.elr = vbar + vector;
+    frame.spsr = 0x3c5;
+}
+
+/// Serves a toy-device access (the golden-syndrome tests).
+fn serve_toy(frame: &mut ExceptionFrame, esr: u64, ipa: u64) {
     TRAPS.fetch_add(1, Ordering::SeqCst);
     LAST_ESR.store(esr, Ordering::SeqCst);
     LAST_IPA.store(ipa, Ordering::SeqCst);
