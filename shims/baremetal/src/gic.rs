@@ -199,7 +199,7 @@ impl<G: SpiController> IrqLine<G> {
     ///
     /// All memory writes made before the call (the used ring, the used index,
     /// the ISR status) are complete before the interrupt can be observed:
-    /// a `dsb st` precedes the `GICD_ISPENDR` write (invariant I-BM-3).
+    /// a `dsb st` precedes the `GICD_ISPENDR` write (invariant I-BM-6).
     pub fn raise(&self) {
         store_barrier();
         self.gic.set_pending(self.spi);

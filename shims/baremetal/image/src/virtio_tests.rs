@@ -106,7 +106,7 @@ struct Moved {
 
 /// virtio-drivers' `VirtIONet` against the device: `frames` each way,
 /// every byte compared (TX by the device's backend, RX by the driver), then
-/// the interrupt accounting.
+/// the interrupt accounting (I-BM-12, I-BM-13).
 fn exchange(_gic: &Gic, event_idx: bool, frames: u64) -> Outcome {
     let flags = if event_idx { hyp::CREATE_EVENT_IDX } else { 0 };
     check(
@@ -357,7 +357,8 @@ fn put_frame(mem: &RegionMemory<1>, at: u64) -> Result<u32, &'static str> {
     Ok(72)
 }
 
-/// Case: avail idx more than the queue size ahead (I-QUEUE-3): the device
+/// Case: avail idx more than the queue size ahead (I-QUEUE-3, I-BM-13,
+/// I-BM-14): the device
 /// sets DEVICE_NEEDS_RESET, delivers a configuration-change interrupt
 /// through the GIC, and stops; a reset recovers it.
 fn hostile_avail_idx(_gic: &Gic) -> Outcome {
@@ -386,7 +387,7 @@ fn hostile_avail_idx(_gic: &Gic) -> Outcome {
 }
 
 /// Case: a descriptor loop (0 -> 1 -> 0): the head comes back with len 0,
-/// the device stays usable, the next good frame goes through.
+/// the device stays usable, the next good frame goes through (I-BM-14).
 fn hostile_loop(_gic: &Gic) -> Outcome {
     let mem = driver_mem()?;
     let mut tx = TestDriver::new(&mem, guest::addr(TXQ), QSIZE).map_err(|_| "ring")?;
@@ -440,7 +441,7 @@ fn canary_intact() -> bool {
 
 /// Case: TX and RX buffers pointing outside the guest RAM (at memory that
 /// is RAM, but the hypervisor's): refused as malformed chains, head
-/// returned with len 0, the bytes there untouched.
+/// returned with len 0, the bytes there untouched (I-BM-10).
 fn hostile_outside(_gic: &Gic) -> Outcome {
     let mem = driver_mem()?;
     let mut rx = TestDriver::new(&mem, guest::addr(RXQ), QSIZE).map_err(|_| "ring")?;
@@ -487,7 +488,8 @@ fn hostile_outside(_gic: &Gic) -> Outcome {
 }
 
 /// Case: a descriptor table outside the guest RAM: QueueReady stays 0, the
-/// device asks for a reset and says so with a configuration interrupt.
+/// device asks for a reset and says so with a configuration interrupt
+/// (I-BM-10, I-BM-13).
 fn hostile_ring_outside(_gic: &Gic) -> Outcome {
     let mem = driver_mem()?;
     let tx = TestDriver::new(&mem, guest::addr(TXQ), QSIZE).map_err(|_| "ring")?;
@@ -516,7 +518,7 @@ fn hostile_ring_outside(_gic: &Gic) -> Outcome {
 }
 
 /// Case: QueueSel beyond the queues (0xFFFF): per-queue registers read 0,
-/// writes are ignored, a notify of it does nothing.
+/// writes are ignored, a notify of it does nothing (I-BM-14).
 fn hostile_queue_sel(_gic: &Gic) -> Outcome {
     let mem = driver_mem()?;
     let tx = TestDriver::new(&mem, guest::addr(TXQ), QSIZE).map_err(|_| "ring")?;
@@ -556,7 +558,8 @@ fn hostile_queue_sel(_gic: &Gic) -> Outcome {
 }
 
 /// An access the decoder refuses (a store pair: ISV = 0) is answered with
-/// an external abort injected into EL1 at the instruction, never emulated.
+/// an external abort injected into EL1 at the instruction, never emulated
+/// (I-BM-11).
 fn el2_refused_injects_abort(_gic: &Gic) -> Outcome {
     check(vio::host(op::CREATE, hyp::CREATE_SINK) == 0, "create")?;
     let refused0 = el2::VIRTIO_REFUSED.load(Ordering::SeqCst);
@@ -594,7 +597,8 @@ fn el2_refused_injects_abort(_gic: &Gic) -> Outcome {
 }
 
 /// The device side never called the allocator (while the driver side did),
-/// and the guard does catch an allocation made in device context.
+/// and the guard does catch an allocation made in device context
+/// (I-BM-15).
 fn heap_stays_empty(_gic: &Gic) -> Outcome {
     let device_calls = heap::DEVICE_HEAP_CALLS.load(Ordering::SeqCst);
     let entries = heap::DEVICE_ENTRIES.load(Ordering::SeqCst);
