@@ -364,6 +364,22 @@ impl<'p, B: HostBackend, const SLOT: usize, const COUNT: usize> DeviceState<'p, 
         self.broken_reported = false;
     }
 
+    /// `SET_VRING_ENABLE` that arrived before `SET_FEATURES` (see the
+    /// server): only the flag is recorded; the ring starts later.
+    pub(crate) fn early_vring_enable(&mut self, index: u32, num: u32) -> VuResult<()> {
+        let enable = match num {
+            0 => false,
+            1 => true,
+            _ => return Err(VuError::InvalidParam),
+        };
+        let v = self.vring(index)?;
+        v.enabled = enable;
+        if !enable {
+            self.stop(index as usize);
+        }
+        Ok(())
+    }
+
     /// Read the kick eventfds that fired (the worker saw their tokens).
     pub(crate) fn drain_kicks(&mut self, fired: [bool; NUM_QUEUES as usize]) {
         let mut buf = [0u8; 8];
@@ -421,6 +437,31 @@ impl<'p, B: HostBackend, const SLOT: usize, const COUNT: usize> DeviceState<'p, 
     }
 }
 
+/// Remove offload features whose §5.1.3.1 prerequisite is missing.
+///
+/// vhost-user has no FEATURES_OK step in which the device could refuse a
+/// set: by the time `SET_FEATURES` arrives the guest driver has already
+/// been told yes. Linux acks e.g. GUEST_TSO4 without GUEST_CSUM when QEMU
+/// offers it (`-device virtio-net-pci,guest_csum=off`) and then never uses
+/// it; the device does the same by not negotiating it, so a frame that
+/// uses it anyway is refused by header validation (I-HOST-6).
+pub fn drop_orphans(f: Features) -> Features {
+    let mut f = f;
+    if !f.contains(Features::GUEST_CSUM) {
+        f.remove(Features::GUEST_TSO4 | Features::GUEST_TSO6 | Features::GUEST_UFO);
+    }
+    if !f.intersects(Features::GUEST_TSO4 | Features::GUEST_TSO6) {
+        f.remove(Features::GUEST_ECN);
+    }
+    if !f.contains(Features::CSUM) {
+        f.remove(Features::HOST_TSO4 | Features::HOST_TSO6 | Features::HOST_UFO);
+    }
+    if !f.intersects(Features::HOST_TSO4 | Features::HOST_TSO6) {
+        f.remove(Features::HOST_ECN);
+    }
+    f
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum FdKind {
     Kick,
@@ -465,7 +506,14 @@ impl<B: HostBackend, const SLOT: usize, const COUNT: usize> VhostUserBackendReqH
     }
 
     fn set_features(&mut self, features: u64) -> VuResult<()> {
-        let virtio = Features::from_bits_retain(features & !PROTOCOL_FEATURES_BIT);
+        let asked = Features::from_bits_retain(features & !PROTOCOL_FEATURES_BIT);
+        let virtio = drop_orphans(asked);
+        if virtio != asked {
+            log::warn!(
+                "frontend acked {:?} without their prerequisites (§5.1.3.1); treated as not negotiated",
+                asked.difference(virtio)
+            );
+        }
         self.dev.set_features(virtio).map_err(|e| {
             log::warn!("features {features:#x} refused: {e}");
             VuError::InvalidParam
@@ -705,5 +753,38 @@ impl<B: HostBackend, const SLOT: usize, const COUNT: usize> VhostUserBackendReqH
 
     fn set_log_base(&mut self, _log: &VhostUserLog, _file: File) -> VuResult<()> {
         unsupported("SET_LOG_BASE")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orphaned_offloads_are_not_negotiated() {
+        let all = Features::VERSION_1
+            | Features::CSUM
+            | Features::GUEST_CSUM
+            | Features::HOST_TSO4
+            | Features::HOST_ECN
+            | Features::GUEST_TSO6
+            | Features::GUEST_ECN;
+        assert_eq!(drop_orphans(all), all);
+        // QEMU with csum=off,guest_csum=off and the TSO defaults left on.
+        let qemu = Features::VERSION_1
+            | Features::HOST_TSO4
+            | Features::HOST_TSO6
+            | Features::HOST_ECN
+            | Features::GUEST_TSO4
+            | Features::GUEST_ECN
+            | Features::MRG_RXBUF;
+        assert_eq!(
+            drop_orphans(qemu),
+            Features::VERSION_1 | Features::MRG_RXBUF
+        );
+        assert_eq!(
+            drop_orphans(Features::CSUM | Features::HOST_ECN),
+            Features::CSUM
+        );
     }
 }

@@ -172,7 +172,9 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let offered = virtnet::features::Features::from_bits_retain(server.offered_features());
+    let offered = virtnet::features::Features::from_bits_retain(
+        server.offered_features() & !virtnet_hosted::device::PROTOCOL_FEATURES_BIT,
+    );
     println!(
         "{NAME}: listening on {} (backend {}, {}, {} KiB pool slots)",
         cli.socket.display(),
@@ -184,7 +186,7 @@ fn main() -> ExitCode {
         },
         BIG_SLOT / 1024
     );
-    log::info!("offered features: {offered:?}");
+    log::info!("offered features: {offered:?} + VHOST_USER_F_PROTOCOL_FEATURES");
 
     let handle = server.handle();
     let interval = cli.stats_interval.map(Duration::from_secs);

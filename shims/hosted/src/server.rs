@@ -291,6 +291,14 @@ impl<'p, B: HostBackend, const SLOT: usize, const COUNT: usize> Server<'p, B, SL
                         break;
                     }
                 }
+                match early_vring_enable(conn_fd, &self.handle.shared) {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => {
+                        log::info!("frontend connection lost: {e}");
+                        break;
+                    }
+                }
                 match handler.handle_request() {
                     Ok(()) => {}
                     Err(VuError::Disconnected) => {
@@ -421,6 +429,97 @@ impl<B: HostBackend, const SLOT: usize, const COUNT: usize> Drop for Server<'_, 
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// `VHOST_USER_SET_VRING_ENABLE`.
+const SET_VRING_ENABLE: u32 = 18;
+/// Header flags: version 1, reply, need-reply.
+const FLAG_VERSION: u32 = 0x1;
+const FLAG_REPLY: u32 = 0x4;
+const FLAG_NEED_REPLY: u32 = 0x8;
+
+/// QEMU's virtio-net enables or disables its rings (`SET_VRING_ENABLE`)
+/// when the device resets, before it has sent `SET_FEATURES`; the vhost-user
+/// spec allows that once the backend *offered* `VHOST_USER_F_PROTOCOL_FEATURES`,
+/// but rust-vmm's `vhost` 0.18 refuses it until the bit is *acknowledged*
+/// and sends no reply, which leaves QEMU waiting for its REPLY_ACK. This
+/// one message is therefore taken here when it arrives that early: the
+/// ring's enable flag is recorded and the ack sent. Every other message,
+/// and this one after `SET_FEATURES`, goes to the `vhost` crate.
+///
+/// Returns whether a message was consumed.
+fn early_vring_enable<B: HostBackend, const SLOT: usize, const COUNT: usize>(
+    fd: RawFd,
+    shared: &Mutex<DeviceState<'_, B, SLOT, COUNT>>,
+) -> io::Result<bool> {
+    let mut msg = [0u8; 20];
+    let peek = |buf: &mut [u8; 20]| {
+        // SAFETY: `buf` is a live, writable 20-byte buffer.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        usize::try_from(n).unwrap_or(0)
+    };
+    let word = |b: &[u8; 20], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let mut n = peek(&mut msg);
+    if n < 12 || word(&msg, 0) != SET_VRING_ENABLE || word(&msg, 8) != 8 {
+        return Ok(false);
+    }
+    {
+        let st = lock(shared);
+        if st.acked_features() & crate::device::PROTOCOL_FEATURES_BIT != 0 {
+            return Ok(false);
+        }
+    }
+    // The body normally comes with the header; wait briefly if not.
+    for _ in 0..100 {
+        if n >= 20 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        n = peek(&mut msg);
+    }
+    if n < 20 {
+        return Ok(false);
+    }
+    // SAFETY: reads the 20 bytes peeked above into the live buffer.
+    let got = unsafe { libc::recv(fd, msg.as_mut_ptr().cast(), msg.len(), libc::MSG_DONTWAIT) };
+    if got != 20 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short read"));
+    }
+    let flags = word(&msg, 4);
+    let (index, num) = (word(&msg, 12), word(&msg, 16));
+    let mut st = lock(shared);
+    let r = st.early_vring_enable(index, num);
+    log::debug!("SET_VRING_ENABLE {index} {num} before SET_FEATURES: {r:?}");
+    let reply_ack = st
+        .acked_protocol_features()
+        .contains(vhost::vhost_user::VhostUserProtocolFeatures::REPLY_ACK);
+    drop(st);
+    if flags & FLAG_NEED_REPLY != 0 && reply_ack {
+        let mut out = [0u8; 20];
+        out[0..4].copy_from_slice(&SET_VRING_ENABLE.to_le_bytes());
+        out[4..8].copy_from_slice(&(FLAG_VERSION | FLAG_REPLY).to_le_bytes());
+        out[8..12].copy_from_slice(&8u32.to_le_bytes());
+        out[12..20].copy_from_slice(&u64::from(r.is_err()).to_le_bytes());
+        // SAFETY: sends the 20 live bytes of `out`.
+        let sent = unsafe { libc::send(fd, out.as_ptr().cast(), out.len(), libc::MSG_NOSIGNAL) };
+        if sent != 20 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    if r.is_err() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bad SET_VRING_ENABLE",
+        ));
+    }
+    Ok(true)
 }
 
 enum Ready {

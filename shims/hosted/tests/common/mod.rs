@@ -288,6 +288,12 @@ pub fn open_loopback(frames: usize) -> AnyBackend {
 pub fn roundtrip(f: &mut Frontend, n: u32) {
     let g = Guest::new();
     let mut r = setup_rings(f, &g);
+    send_and_expect(&g, &mut r, 0, n);
+}
+
+/// On running rings: post `n` RX buffers, send frames `first..first + n`,
+/// and check they come back in order.
+pub fn send_and_expect(g: &Guest, r: &mut Rings, first: u32, n: u32) {
     let mem = &g.mem;
     for _ in 0..n {
         let a = RX_BUFS + u64::from(r.rx.next_desc) * 2048;
@@ -295,8 +301,8 @@ pub fn roundtrip(f: &mut Frontend, n: u32) {
     }
     r.rx.publish(mem).unwrap();
     r.kick[0].write(1).unwrap();
-    for seq in 0..n {
-        let fr = frame(seq, 60 + seq as usize);
+    for seq in first..first + n {
+        let fr = frame(seq, 60 + seq as usize % 1000);
         let a = TX_BUFS + u64::from(r.tx.next_desc) * 2048;
         mem.write(GuestAddress(a), &[0u8; 12]).unwrap();
         mem.write(GuestAddress(a + 12), &fr).unwrap();
@@ -306,20 +312,25 @@ pub fn roundtrip(f: &mut Frontend, n: u32) {
     r.tx.publish(mem).unwrap();
     r.kick[1].write(1).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut got = 0;
-    while got < n {
-        assert!(Instant::now() < deadline, "round trip stalled at {got}/{n}");
+    let mut got = first;
+    while got < first + n {
+        assert!(
+            Instant::now() < deadline,
+            "round trip stalled at {got}/{}",
+            first + n
+        );
         match r.rx.pop_used(mem).unwrap() {
             Some((id, len)) => {
                 let data = read(mem, RX_BUFS + u64::from(id) * 2048, len as usize);
-                assert_eq!(&data[12..], &frame(got, 60 + got as usize)[..]);
+                assert_eq!(&data[12..], &frame(got, 60 + got as usize % 1000)[..]);
                 got += 1;
             }
             None => {
-                wait_call(&r, Duration::from_millis(100));
+                wait_call(r, Duration::from_millis(100));
             }
         }
     }
+    while r.tx.pop_used(mem).unwrap().is_some() {}
 }
 
 /// The backend serves a fresh frontend end to end.
