@@ -194,8 +194,15 @@ pub fn run(elf: &Path, opts: &RunOptions<'_>) -> Result<Outcome, String> {
         .canonicalize()
         .map_err(|e| format!("{}: {e}", elf.display()))?;
     let workdir = fresh_dir(gic_version, el2)?;
-    let mut cmd = qemu_command(&elf, gic_version, el2);
-    cmd.current_dir(&workdir);
+    let outcome = run_in(&elf, opts, &workdir);
+    let _ = std::fs::remove_dir_all(&workdir);
+    outcome
+}
+
+fn run_in(elf: &Path, opts: &RunOptions<'_>, workdir: &Path) -> Result<Outcome, String> {
+    let (gic_version, el2) = (opts.gic_version, opts.el2);
+    let mut cmd = qemu_command(elf, gic_version, el2);
+    cmd.current_dir(workdir);
     let prefix = format!("[gicv{gic_version}{}] ", if el2 { ",el2" } else { "" });
     println!("$ (in {}) {}", workdir.display(), display(&cmd));
     let mut child = cmd
@@ -219,7 +226,7 @@ pub fn run(elf: &Path, opts: &RunOptions<'_>) -> Result<Outcome, String> {
     let (passed, failed) = check_run(&lines, gic_version, el2, status)?;
     let defmt = match opts.defmt_print {
         Some(tool) => {
-            let decoded = decode_defmt(tool, &elf, &workdir.join("defmt.bin"))?;
+            let decoded = decode_defmt(tool, elf, &workdir.join("defmt.bin"))?;
             for l in &decoded {
                 println!("{prefix}defmt: {l}");
             }
@@ -228,7 +235,6 @@ pub fn run(elf: &Path, opts: &RunOptions<'_>) -> Result<Outcome, String> {
         }
         None => Vec::new(),
     };
-    let _ = std::fs::remove_dir_all(&workdir);
     Ok(Outcome {
         passed,
         failed,

@@ -146,6 +146,11 @@ impl Backend for GenBackend {
         if self.rx_credit == 0 {
             return Ok(None);
         }
+        if buf.len() < MAX_LEN {
+            // Never with the default pool slots (1536 bytes); refusing before
+            // generating keeps the sequence in step.
+            return Err(BackendError::Refused);
+        }
         let len = self.rx.next_into(&mut self.expect);
         let Some(dst) = buf.get_mut(..len) else {
             return Err(BackendError::Refused);
