@@ -245,7 +245,9 @@ impl<'p, B: HostBackend, const SLOT: usize, const COUNT: usize> Server<'p, B, SL
                 Ok((s, _)) => s,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    // EMFILE and friends: do not spin.
                     log::warn!("accept: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
                     continue;
                 }
             };
