@@ -138,6 +138,7 @@ fn stale_socket_is_replaced_and_sigterm_prints_the_counters() {
     drop(f);
     // SIGTERM: clean exit, counters on stdout, socket file removed.
     let t = Instant::now();
+    // SAFETY: sends a signal to our own child process; no memory involved.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
