@@ -6,7 +6,7 @@
 //! data-abort handler; HVF: from the vCPU exit; tests: from a driver's
 //! transport). Legacy (version 1) is not offered.
 //!
-//! Rules it enforces (specs/07-mmio.md, I-MMIO-1 .. I-MMIO-6):
+//! Rules it enforces (specs/07-net-device.md, I-MMIO-1 .. I-MMIO-6):
 //! - QueueSel out of range: per-queue registers read 0, writes are ignored.
 //! - Queue registers change only while the queue is not ready, after
 //!   FEATURES_OK and before DRIVER_OK; QueueReady=1 validates the layout.
@@ -593,3 +593,6 @@ impl<D: MmioDevice> MmioTransport<D> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,7 +5,7 @@
 //! The device is transport-independent: the virtio-mmio block
 //! ([`crate::mmio`]) or a vhost-user backend drives it, passing guest memory
 //! and a [`Notifier`] into every call. Invariants: I-NET-1 .. I-NET-9 in
-//! `specs/06-net-device.md`.
+//! `specs/07-net-device.md`.
 
 mod config;
 mod seams;
@@ -541,11 +541,17 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         })
     }
 
-    fn next_rx_frame(&mut self) -> Option<(Frame<'p, SLOT, COUNT>, NetHdrRepr)> {
+    /// The next frame for the guest: the one waiting, else the
+    /// interceptor's, else the backend's. `Err(())` means a frame was
+    /// dropped (counted) and the caller should look again.
+    #[allow(clippy::result_unit_err)]
+    fn next_rx_frame(&mut self) -> Result<Option<(Frame<'p, SLOT, COUNT>, NetHdrRepr)>, ()> {
         if let Some(p) = self.pending_rx.take() {
-            return Some(p);
+            return Ok(Some(p));
         }
-        let mut slot = self.rx_pool.acquire()?;
+        let Some(mut slot) = self.rx_pool.acquire() else {
+            return Ok(None);
+        };
         let got = match self.interceptor.poll_receive(slot.buffer_mut()) {
             Some(f) => {
                 self.stats.rx_intercepted = self.stats.rx_intercepted.saturating_add(1);
@@ -555,13 +561,16 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                 Ok(f) => f,
                 Err(_) => {
                     self.stats.rx_backend_errors = self.stats.rx_backend_errors.saturating_add(1);
-                    None
+                    return Err(());
                 }
             },
-        }?;
+        };
+        let Some(got) = got else {
+            return Ok(None);
+        };
         if !slot.set_len(got.len) {
             self.stats.rx_backend_errors = self.stats.rx_backend_errors.saturating_add(1);
-            return None;
+            return Err(());
         }
         let mut hdr = got.hdr;
         // Offloads the driver did not negotiate: complete the checksum in
@@ -569,17 +578,17 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         if !self.negotiated.contains(hdr.rx_requirements()) {
             if hdr.gso.is_some() {
                 self.stats.rx_offload_dropped = self.stats.rx_offload_dropped.saturating_add(1);
-                return None;
+                return Err(());
             }
             if let Some(c) = hdr.csum.take() {
                 if complete_checksum(slot.as_mut_slice(), c).is_err() {
                     self.stats.rx_offload_dropped = self.stats.rx_offload_dropped.saturating_add(1);
-                    return None;
+                    return Err(());
                 }
             }
             hdr.data_valid = false;
         }
-        Some((slot, hdr))
+        Ok(Some((slot, hdr)))
     }
 
     fn rx_loop<M: GuestMemory + ?Sized>(
@@ -589,12 +598,21 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         budget: usize,
     ) -> Result<Progress, QueueError> {
         let mut handled = 0usize;
+        let mut retries = 0usize;
         while handled < budget {
-            let Some((frame, hdr)) = self.next_rx_frame() else {
-                return Ok(Progress {
-                    handled,
-                    more: false,
-                });
+            let (frame, hdr) = match self.next_rx_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    return Ok(Progress {
+                        handled,
+                        more: false,
+                    })
+                }
+                Err(()) => {
+                    // A dropped frame is work done too (bounded by budget).
+                    handled = handled.saturating_add(1);
+                    continue;
+                }
             };
             let d = if self.negotiated.contains(Features::MRG_RXBUF) {
                 self.deliver_merged(q, mem, frame.as_slice(), &hdr)?
@@ -611,9 +629,16 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                     self.stats.rx_waits_for_buffers =
                         self.stats.rx_waits_for_buffers.saturating_add(1);
                     self.pending_rx = Some((frame, hdr));
-                    // Ask for a kick when buffers arrive; if some already
-                    // did, go on.
-                    if self.polling || !q.enable_notifications(mem)? {
+                    // Ask for a kick when buffers arrive; go on only if new
+                    // ones arrived meanwhile (not the ones just given back),
+                    // and never more often than the budget allows.
+                    let seen = q.avail_idx_seen();
+                    retries = retries.saturating_add(1);
+                    if self.polling
+                        || retries > budget
+                        || !q.enable_notifications(mem)?
+                        || q.avail_idx_seen() == seen
+                    {
                         return Ok(Progress {
                             handled,
                             more: false,
@@ -791,3 +816,6 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         Ok(Delivery::Dropped)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -148,6 +148,11 @@ impl SplitQueue {
         self.features
     }
 
+    /// The avail idx as last read from the ring.
+    pub fn avail_idx_seen(&self) -> u16 {
+        self.avail_shadow
+    }
+
     /// Chains the driver has made available and the device has not popped
     /// (from the last avail idx read; 0 when the ring is broken).
     pub fn pending_hint(&self) -> u16 {
@@ -356,8 +361,11 @@ impl Virtqueue for SplitQueue {
         mem: &M,
     ) -> Result<bool, QueueError> {
         self.check()?;
+        // Ask for a kick at the next index beyond what was already seen:
+        // that is `next_avail` after a drain, and beyond it when the device
+        // gave chains back while waiting for more (merged RX).
         let r = if self.features.event_idx {
-            mem.write_u16(self.avail_event_addr(), self.next_avail)
+            mem.write_u16(self.avail_event_addr(), self.avail_shadow)
         } else {
             mem.write_u16(self.used_flags_addr(), 0)
         };
