@@ -14,6 +14,7 @@ pub use crate::ctx::Ctx;
 pub use crate::util::Tally;
 
 mod baremetal;
+mod interop;
 mod lint;
 mod miri;
 mod nostd;
@@ -36,6 +37,7 @@ pub const SUITES: &[Suite] = &[
     Suite { name: "lint", description: "rustfmt check, clippy -D warnings, rustdoc -D warnings", run: lint::run },
     Suite { name: "nostd", description: "core builds for aarch64-unknown-none and thumbv7em-none-eabihf, every feature set; dependency allow-list", run: nostd::run },
     Suite { name: "unit", description: "cargo test over the workspace", run: unit::run },
+    Suite { name: "interop", description: "virtio-drivers' net driver over the mmio block (10k frames each way); differential vs rust-vmm virtio-queue", run: interop::run },
     Suite { name: "miri", description: "the core's tests under Miri with strict provenance", run: miri::run },
     Suite { name: "baremetal", description: "bare-metal aarch64 image under QEMU virt (GICv2/v3, EL1/EL2): virtio-drivers <-> virtnet 10k frames each way, GIC interrupts, hostile guest, defmt", run: baremetal::run },
 ];
