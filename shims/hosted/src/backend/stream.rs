@@ -123,6 +123,15 @@ impl StreamBackend {
         Ok(true)
     }
 
+    /// The length prefix of the next buffered frame, if 4 bytes are there.
+    fn next_len(&self) -> Option<usize> {
+        let h = self.rx.get(self.rx_start..self.rx_start + 4)?;
+        if self.rx_end - self.rx_start < 4 {
+            return None;
+        }
+        Some(u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize)
+    }
+
     /// Queue `parts` (one frame) in the send buffer if it fits whole.
     fn buffer(&mut self, parts: &[&[u8]]) -> Result<(), BackendError> {
         let need: usize = parts.iter().map(|p| p.len()).sum();
@@ -183,12 +192,7 @@ impl Backend for StreamBackend {
         // the buffer, the second after reading.
         for pass in 0..2 {
             let have = self.rx_end - self.rx_start;
-            if have >= 4 {
-                let hdr = self
-                    .rx
-                    .get(self.rx_start..self.rx_start + 4)
-                    .unwrap_or(&[0; 4]);
-                let len = u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+            if let Some(len) = self.next_len() {
                 if len > MAX_STREAM_FRAME {
                     self.fail(&format!("frame length {len} is over {MAX_STREAM_FRAME}"));
                     return Err(BackendError::Io);
@@ -252,16 +256,8 @@ impl HostBackend for StreamBackend {
     fn rx_ready(&self) -> bool {
         // A read can bring several frames: the rest wait in the buffer with
         // no fd event to announce them.
-        let have = self.rx_end - self.rx_start;
-        if have < 4 {
-            return false;
-        }
-        let h = self
-            .rx
-            .get(self.rx_start..self.rx_start + 4)
-            .unwrap_or(&[0; 4]);
-        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        have >= 4 + len
+        self.next_len()
+            .is_some_and(|len| self.rx_end - self.rx_start >= 4 + len)
     }
 
     fn tx_pending(&self) -> bool {
