@@ -50,3 +50,8 @@ pub mod wire;
 
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
