@@ -102,7 +102,17 @@ pub fn offerable(cfg: &NetConfig, slot_size: usize, caps: BackendCaps) -> Featur
             f.remove(bit);
         }
     }
-    // Close under the dependencies, removing what lost its prerequisite.
+    without_orphans(f)
+}
+
+/// Remove every offload whose §5.1.3.1 prerequisite is missing:
+/// GUEST_TSO4/TSO6/UFO without GUEST_CSUM, GUEST_ECN without GUEST_TSO4/6,
+/// HOST_TSO4/TSO6/UFO without CSUM, HOST_ECN without HOST_TSO4/6.
+///
+/// Used to close an offer under the dependencies, and by transports without a
+/// FEATURES_OK step (vhost-user) to treat orphaned acks as not negotiated.
+pub fn without_orphans(f: Features) -> Features {
+    let mut f = f;
     if !f.contains(Features::CSUM) {
         f.remove(Features::HOST_TSO4 | Features::HOST_TSO6 | Features::HOST_UFO);
     }

@@ -12,7 +12,7 @@ mod seams;
 mod stats;
 
 pub use config::{
-    offerable, validate, FeatureError, NetConfig, CONFIG_SPACE_SIZE, MAX_GSO_FRAME, SUPPORTED,
+    offerable, validate, without_orphans, FeatureError, NetConfig, CONFIG_SPACE_SIZE, MAX_GSO_FRAME, SUPPORTED,
     VIRTIO_NET_S_LINK_UP,
 };
 pub use seams::{

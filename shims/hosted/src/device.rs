@@ -437,31 +437,6 @@ impl<'p, B: HostBackend, const SLOT: usize, const COUNT: usize> DeviceState<'p, 
     }
 }
 
-/// Remove offload features whose §5.1.3.1 prerequisite is missing.
-///
-/// vhost-user has no FEATURES_OK step in which the device could refuse a
-/// set: by the time `SET_FEATURES` arrives the guest driver has already
-/// been told yes. Linux acks e.g. GUEST_TSO4 without GUEST_CSUM when QEMU
-/// offers it (`-device virtio-net-pci,guest_csum=off`) and then never uses
-/// it; the device does the same by not negotiating it, so a frame that
-/// uses it anyway is refused by header validation (I-HOST-6).
-pub fn drop_orphans(f: Features) -> Features {
-    let mut f = f;
-    if !f.contains(Features::GUEST_CSUM) {
-        f.remove(Features::GUEST_TSO4 | Features::GUEST_TSO6 | Features::GUEST_UFO);
-    }
-    if !f.intersects(Features::GUEST_TSO4 | Features::GUEST_TSO6) {
-        f.remove(Features::GUEST_ECN);
-    }
-    if !f.contains(Features::CSUM) {
-        f.remove(Features::HOST_TSO4 | Features::HOST_TSO6 | Features::HOST_UFO);
-    }
-    if !f.intersects(Features::HOST_TSO4 | Features::HOST_TSO6) {
-        f.remove(Features::HOST_ECN);
-    }
-    f
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum FdKind {
     Kick,
@@ -507,7 +482,11 @@ impl<B: HostBackend, const SLOT: usize, const COUNT: usize> VhostUserBackendReqH
 
     fn set_features(&mut self, features: u64) -> VuResult<()> {
         let asked = Features::from_bits_retain(features & !PROTOCOL_FEATURES_BIT);
-        let virtio = drop_orphans(asked);
+        // vhost-user has no FEATURES_OK step in which the device could refuse
+        // a set, and Linux acks e.g. GUEST_TSO4 without GUEST_CSUM under
+        // QEMU's `guest_csum=off`: treat such orphans as not negotiated
+        // (I-HOST-6); a frame that uses them anyway fails header validation.
+        let virtio = virtnet::device::without_orphans(asked);
         if virtio != asked {
             log::warn!(
                 "frontend acked {:?} without their prerequisites (§5.1.3.1); treated as not negotiated",
@@ -769,7 +748,7 @@ mod tests {
             | Features::HOST_ECN
             | Features::GUEST_TSO6
             | Features::GUEST_ECN;
-        assert_eq!(drop_orphans(all), all);
+        assert_eq!(virtnet::device::without_orphans(all), all);
         // QEMU with csum=off,guest_csum=off and the TSO defaults left on.
         let qemu = Features::VERSION_1
             | Features::HOST_TSO4
@@ -779,11 +758,11 @@ mod tests {
             | Features::GUEST_ECN
             | Features::MRG_RXBUF;
         assert_eq!(
-            drop_orphans(qemu),
+            virtnet::device::without_orphans(qemu),
             Features::VERSION_1 | Features::MRG_RXBUF
         );
         assert_eq!(
-            drop_orphans(Features::CSUM | Features::HOST_ECN),
+            virtnet::device::without_orphans(Features::CSUM | Features::HOST_ECN),
             Features::CSUM
         );
     }
