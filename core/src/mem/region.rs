@@ -176,6 +176,20 @@ impl<const N: usize> RegionMemory<N> {
         self.regions.iter().find(|r| r.contains(addr))
     }
 
+    /// The host pointer of `[addr, addr + len)` when the whole range lies
+    /// inside one region (the common case: one pass, no closure, so a
+    /// constant-length copy after it inlines to plain loads and stores).
+    /// `None` sends the caller to [`RegionMemory::chunks`], which also
+    /// handles ranges across adjacent regions and reports the error.
+    #[inline]
+    fn in_one_region(&self, addr: u64, len: usize) -> Option<*mut u8> {
+        let end = addr.checked_add(len as u64)?;
+        self.regions
+            .iter()
+            .find(|r| addr >= r.gpa && end <= r.end())
+            .map(|r| r.host_ptr(addr))
+    }
+
     /// Validate `[addr, addr+len)` and call `f(region, chunk_addr, chunk_len,
     /// offset_in_range)` for each piece, in order. Nothing is called unless
     /// the whole range is valid (no partial effect on the host side).
@@ -236,8 +250,17 @@ impl<const N: usize> RegionMemory<N> {
 }
 
 impl<const N: usize> GuestMemory for RegionMemory<N> {
+    #[inline]
     fn read(&self, addr: GuestAddress, dst: &mut [u8]) -> Result<(), MemError> {
         let dst_ptr = dst.as_mut_ptr();
+        if let Some(src) = self.in_one_region(addr.0, dst.len()) {
+            // SAFETY: `in_one_region` checked `[addr, addr+len)` is inside one
+            // region, valid for reads per `Region::new`; `dst` is a host
+            // buffer of `len` bytes that cannot overlap guest memory (the
+            // contract forbids references into it).
+            unsafe { core::ptr::copy_nonoverlapping(src, dst_ptr, dst.len()) };
+            return Ok(());
+        }
         self.chunks(addr.0, dst.len(), |r, a, n, off| {
             // SAFETY: `chunks` checked `[a, a+n)` is inside `r`, valid for
             // reads per `Region::new`; `dst[off..off+n]` is inside `dst`
@@ -248,8 +271,15 @@ impl<const N: usize> GuestMemory for RegionMemory<N> {
         })
     }
 
+    #[inline]
     fn write(&self, addr: GuestAddress, src: &[u8]) -> Result<(), MemError> {
         let src_ptr = src.as_ptr();
+        if let Some(dst) = self.in_one_region(addr.0, src.len()) {
+            // SAFETY: as in `read`, with the roles swapped: the range is
+            // inside one region, valid for writes; `src` cannot overlap it.
+            unsafe { core::ptr::copy_nonoverlapping(src_ptr, dst, src.len()) };
+            return Ok(());
+        }
         self.chunks(addr.0, src.len(), |r, a, n, off| {
             // SAFETY: as in `read`, with the roles swapped: `[a, a+n)` is
             // inside `r` and valid for writes; `src[off..off+n]` is inside
@@ -258,15 +288,21 @@ impl<const N: usize> GuestMemory for RegionMemory<N> {
         })
     }
 
+    #[inline]
     fn check_range(&self, addr: GuestAddress, len: u64) -> Result<(), MemError> {
         let len = usize::try_from(len).map_err(|_| MemError::Overflow)?;
+        if self.in_one_region(addr.0, len).is_some() {
+            return Ok(());
+        }
         self.chunks(addr.0, len, |_, _, _, _| {})
     }
 
+    #[inline]
     fn load_u16_acquire(&self, addr: GuestAddress) -> Result<u16, MemError> {
         Ok(u16::from_le(self.atomic_u16(addr)?.load(Ordering::Acquire)))
     }
 
+    #[inline]
     fn store_u16_release(&self, addr: GuestAddress, value: u16) -> Result<(), MemError> {
         self.atomic_u16(addr)?
             .store(value.to_le(), Ordering::Release);
