@@ -12,8 +12,8 @@ mod seams;
 mod stats;
 
 pub use config::{
-    offerable, validate, without_orphans, FeatureError, NetConfig, CONFIG_SPACE_SIZE, MAX_GSO_FRAME, SUPPORTED,
-    VIRTIO_NET_S_LINK_UP,
+    offerable, validate, without_orphans, FeatureError, NetConfig, CONFIG_SPACE_SIZE,
+    MAX_GSO_FRAME, SUPPORTED, VIRTIO_NET_S_LINK_UP,
 };
 pub use seams::{
     Backend, BackendCaps, BackendError, Interceptor, NoInterceptor, Notifier, RxFrame, Verdict,
@@ -599,6 +599,9 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
     ) -> Result<Progress, QueueError> {
         let mut handled = 0usize;
         let mut retries = 0usize;
+        // Made once per call, not per frame (each is a kilobyte).
+        let mut first: DescriptorChain = DescriptorChain::new();
+        let mut chain: DescriptorChain = DescriptorChain::new();
         while handled < budget {
             let (frame, hdr) = match self.next_rx_frame() {
                 Ok(Some(f)) => f,
@@ -615,9 +618,9 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                 }
             };
             let d = if self.negotiated.contains(Features::MRG_RXBUF) {
-                self.deliver_merged(q, mem, frame.as_slice(), &hdr)?
+                self.deliver_merged(q, mem, frame.as_slice(), &hdr, &mut first, &mut chain)?
             } else {
-                self.deliver_single(q, mem, frame.as_slice(), &hdr)?
+                self.deliver_single(q, mem, frame.as_slice(), &hdr, &mut chain)?
             };
             match d {
                 Delivery::Delivered => {
@@ -677,10 +680,10 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         mem: &M,
         frame: &[u8],
         hdr: &NetHdrRepr,
+        chain: &mut DescriptorChain,
     ) -> Result<Delivery, QueueError> {
-        let mut chain: DescriptorChain = DescriptorChain::new();
         loop {
-            let head = match q.pop(mem, &mut chain)? {
+            let head = match q.pop(mem, chain)? {
                 None => return Ok(Delivery::NoBuffers),
                 Some(Popped::Malformed(head, _)) => {
                     self.rx_bad_chain(q, mem, head)?;
@@ -688,7 +691,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                 }
                 Some(Popped::Chain(head)) => head,
             };
-            if !self.rx_chain_ok(&chain, true) {
+            if !self.rx_chain_ok(chain, true) {
                 self.rx_bad_chain(q, mem, head)?;
                 continue;
             }
@@ -733,15 +736,17 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         mem: &M,
         frame: &[u8],
         hdr: &NetHdrRepr,
+        first: &mut DescriptorChain,
+        chain: &mut DescriptorChain,
     ) -> Result<Delivery, QueueError> {
         let mut heads: heapless::Vec<(Head, u32), MAX_MERGED_BUFFERS> = heapless::Vec::new();
-        let mut first: DescriptorChain = DescriptorChain::new();
-        let mut chain: DescriptorChain = DescriptorChain::new();
         let hl = self.hdr_len;
         let mut off = 0usize;
         while heads.is_empty() || off < frame.len() {
-            let popped = q.pop(mem, &mut chain)?;
             let is_first = heads.is_empty();
+            // The first buffer stays in `first` for the header, written last.
+            let chain: &mut DescriptorChain = if is_first { &mut *first } else { &mut *chain };
+            let popped = q.pop(mem, chain)?;
             let head = match popped {
                 None => {
                     // Give everything back untouched by the driver's view.
@@ -761,7 +766,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                 }
                 Some(Popped::Chain(head)) => head,
             };
-            if !self.rx_chain_ok(&chain, is_first) {
+            if !self.rx_chain_ok(chain, is_first) {
                 if is_first {
                     self.rx_bad_chain(q, mem, head)?;
                     continue;
@@ -776,9 +781,6 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             };
             off = off.saturating_add(n);
             let used = u32::try_from(base.saturating_add(n)).unwrap_or(u32::MAX);
-            if is_first {
-                first = chain.clone();
-            }
             if let Err((head, _)) = heads.push((head, used)) {
                 // More buffers than any sane frame needs: drop it.
                 self.stats.rx_too_big = self.stats.rx_too_big.saturating_add(1);
