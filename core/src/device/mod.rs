@@ -403,6 +403,9 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         budget: usize,
     ) -> Result<Progress, QueueError> {
         let mut chain: DescriptorChain = DescriptorChain::new();
+        // One pool slot serves every frame of the call: a pool round trip
+        // per frame costs two critical sections.
+        let mut slot: Option<Frame<'p, SLOT, COUNT>> = None;
         let mut handled = 0usize;
         loop {
             while handled < budget {
@@ -414,7 +417,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                         q.add_used(mem, head, 0)?;
                     }
                     Some(Popped::Chain(head)) => {
-                        self.tx_one(mem, &chain);
+                        self.tx_one(mem, &chain, &mut slot);
                         q.add_used(mem, head, 0)?;
                     }
                 }
@@ -437,7 +440,12 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
 
     /// One TX chain: header, frame into a pool slot, checksum, interceptor,
     /// backend. Every failure is a counted drop (I-NET-4).
-    fn tx_one<M: GuestMemory + ?Sized>(&mut self, mem: &M, chain: &DescriptorChain) {
+    fn tx_one<M: GuestMemory + ?Sized>(
+        &mut self,
+        mem: &M,
+        chain: &DescriptorChain,
+        slot: &mut Option<Frame<'p, SLOT, COUNT>>,
+    ) {
         let hdr_len = self.hdr_len;
         let total = chain.readable_len() as usize;
         let Some(frame_len) = total.checked_sub(hdr_len) else {
@@ -470,7 +478,10 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                 return;
             }
         };
-        let Some(mut frame) = self.tx_pool.acquire() else {
+        if slot.is_none() {
+            *slot = self.tx_pool.acquire();
+        }
+        let Some(frame) = slot.as_mut() else {
             self.stats.tx_backend_errors = self.stats.tx_backend_errors.saturating_add(1);
             return;
         };
@@ -545,11 +556,17 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
     /// interceptor's, else the backend's. `Err(())` means a frame was
     /// dropped (counted) and the caller should look again.
     #[allow(clippy::result_unit_err)]
-    fn next_rx_frame(&mut self) -> Result<Option<(Frame<'p, SLOT, COUNT>, NetHdrRepr)>, ()> {
+    /// The next frame for the guest: the one waiting for buffers, else one
+    /// from the interceptor or the backend, received into `spare` (a slot
+    /// kept from the previous frame of the call) or a newly acquired slot.
+    fn next_rx_frame(
+        &mut self,
+        spare: &mut Option<Frame<'p, SLOT, COUNT>>,
+    ) -> Result<Option<(Frame<'p, SLOT, COUNT>, NetHdrRepr)>, ()> {
         if let Some(p) = self.pending_rx.take() {
             return Ok(Some(p));
         }
-        let Some(mut slot) = self.rx_pool.acquire() else {
+        let Some(mut slot) = spare.take().or_else(|| self.rx_pool.acquire()) else {
             return Ok(None);
         };
         let got = match self.interceptor.poll_receive(slot.buffer_mut()) {
@@ -566,6 +583,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             },
         };
         let Some(got) = got else {
+            *spare = Some(slot);
             return Ok(None);
         };
         if !slot.set_len(got.len) {
@@ -602,8 +620,11 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         // Made once per call, not per frame (each is a kilobyte).
         let mut first: DescriptorChain = DescriptorChain::new();
         let mut chain: DescriptorChain = DescriptorChain::new();
+        // The slot of a delivered frame receives the next one (a pool round
+        // trip per frame costs two critical sections).
+        let mut spare: Option<Frame<'p, SLOT, COUNT>> = None;
         while handled < budget {
-            let (frame, hdr) = match self.next_rx_frame() {
+            let (frame, hdr) = match self.next_rx_frame(&mut spare) {
                 Ok(Some(f)) => f,
                 Ok(None) => {
                     return Ok(Progress {
@@ -626,8 +647,9 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                 Delivery::Delivered => {
                     self.stats.rx_packets = self.stats.rx_packets.saturating_add(1);
                     self.stats.rx_bytes = self.stats.rx_bytes.saturating_add(frame.len() as u64);
+                    spare = Some(frame);
                 }
-                Delivery::Dropped => {}
+                Delivery::Dropped => spare = Some(frame),
                 Delivery::NoBuffers => {
                     self.stats.rx_waits_for_buffers =
                         self.stats.rx_waits_for_buffers.saturating_add(1);
