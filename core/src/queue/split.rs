@@ -12,7 +12,13 @@ use crate::wire::ring::{
 };
 use crate::wire::UsedElem;
 use core::sync::atomic::{fence, Ordering};
-use zerocopy::byteorder::little_endian::U32;
+
+// `add_used` writes a used element as one little-endian word: id, then len.
+const _: () = assert!(
+    core::mem::offset_of!(UsedElem, id) == 0
+        && core::mem::offset_of!(UsedElem, len) == 4
+        && core::mem::size_of::<UsedElem>() == 8
+);
 
 /// `vring_need_event` (§2.7.7.2, the driver's used_event / the device's
 /// avail_event): whether moving an index from `old` to `new` crossed
@@ -314,11 +320,11 @@ impl Virtqueue for SplitQueue {
         len: u32,
     ) -> Result<(), QueueError> {
         self.check()?;
-        let elem = UsedElem {
-            id: U32::new(u32::from(head.index)),
-            len: U32::new(len),
-        };
-        if let Err(e) = mem.write_obj(self.used_entry_addr(self.next_used), &elem) {
+        // The element as one 8-byte word (UsedElem's layout: id, then len,
+        // little-endian): built from two 4-byte halves on the stack, it
+        // would be reloaded as 8 bytes, which store forwarding cannot serve.
+        let elem = (u64::from(len) << 32) | u64::from(head.index);
+        if let Err(e) = mem.write(self.used_entry_addr(self.next_used), &elem.to_le_bytes()) {
             return Err(self.poison(QueueError::Mem(e)));
         }
         self.next_used = self.next_used.wrapping_add(1);
