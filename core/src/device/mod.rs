@@ -552,21 +552,25 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         })
     }
 
-    /// The next frame for the guest: the one waiting, else the
-    /// interceptor's, else the backend's. `Err(())` means a frame was
-    /// dropped (counted) and the caller should look again.
+    /// Put the next frame for the guest in `cur` and return its header:
+    /// the one waiting, else the interceptor's, else the backend's, received
+    /// into the slot already in `cur` (kept from the previous frame of the
+    /// call: frames stay in place, no pool round trip) or a newly acquired
+    /// one. `Err(())` means a frame was dropped (counted) and the caller
+    /// should look again.
     #[allow(clippy::result_unit_err)]
-    /// The next frame for the guest: the one waiting for buffers, else one
-    /// from the interceptor or the backend, received into `spare` (a slot
-    /// kept from the previous frame of the call) or a newly acquired slot.
     fn next_rx_frame(
         &mut self,
-        spare: &mut Option<Frame<'p, SLOT, COUNT>>,
-    ) -> Result<Option<(Frame<'p, SLOT, COUNT>, NetHdrRepr)>, ()> {
-        if let Some(p) = self.pending_rx.take() {
-            return Ok(Some(p));
+        cur: &mut Option<Frame<'p, SLOT, COUNT>>,
+    ) -> Result<Option<NetHdrRepr>, ()> {
+        if let Some((frame, hdr)) = self.pending_rx.take() {
+            *cur = Some(frame);
+            return Ok(Some(hdr));
         }
-        let Some(mut slot) = spare.take().or_else(|| self.rx_pool.acquire()) else {
+        if cur.is_none() {
+            *cur = self.rx_pool.acquire();
+        }
+        let Some(slot) = cur.as_mut() else {
             return Ok(None);
         };
         let got = match self.interceptor.poll_receive(slot.buffer_mut()) {
@@ -583,7 +587,6 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             },
         };
         let Some(got) = got else {
-            *spare = Some(slot);
             return Ok(None);
         };
         if !slot.set_len(got.len) {
@@ -606,7 +609,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             }
             hdr.data_valid = false;
         }
-        Ok(Some((slot, hdr)))
+        Ok(Some(hdr))
     }
 
     fn rx_loop<M: GuestMemory + ?Sized>(
@@ -622,10 +625,10 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         let mut chain: DescriptorChain = DescriptorChain::new();
         // The slot of a delivered frame receives the next one (a pool round
         // trip per frame costs two critical sections).
-        let mut spare: Option<Frame<'p, SLOT, COUNT>> = None;
+        let mut cur: Option<Frame<'p, SLOT, COUNT>> = None;
         while handled < budget {
-            let (frame, hdr) = match self.next_rx_frame(&mut spare) {
-                Ok(Some(f)) => f,
+            let hdr = match self.next_rx_frame(&mut cur) {
+                Ok(Some(h)) => h,
                 Ok(None) => {
                     return Ok(Progress {
                         handled,
@@ -638,6 +641,13 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                     continue;
                 }
             };
+            let Some(frame) = cur.as_ref() else {
+                // next_rx_frame put a frame in `cur`.
+                return Ok(Progress {
+                    handled,
+                    more: false,
+                });
+            };
             let d = if self.negotiated.contains(Features::MRG_RXBUF) {
                 self.deliver_merged(q, mem, frame.as_slice(), &hdr, &mut first, &mut chain)?
             } else {
@@ -647,13 +657,12 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                 Delivery::Delivered => {
                     self.stats.rx_packets = self.stats.rx_packets.saturating_add(1);
                     self.stats.rx_bytes = self.stats.rx_bytes.saturating_add(frame.len() as u64);
-                    spare = Some(frame);
                 }
-                Delivery::Dropped => spare = Some(frame),
+                Delivery::Dropped => {}
                 Delivery::NoBuffers => {
                     self.stats.rx_waits_for_buffers =
                         self.stats.rx_waits_for_buffers.saturating_add(1);
-                    self.pending_rx = Some((frame, hdr));
+                    self.pending_rx = cur.take().map(|f| (f, hdr));
                     // Ask for a kick when buffers arrive; go on only if new
                     // ones arrived meanwhile (not the ones just given back),
                     // and never more often than the budget allows.
