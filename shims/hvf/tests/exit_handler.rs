@@ -1,7 +1,7 @@
 //! The exit handler against the core's real virtio-mmio transport and
 //! net device, with the framework replaced by test doubles (a register file
-//! for the vCPU, a recorder for the GIC). Pins I-HVF-1 .. I-HVF-5 and
-//! I-HVF-7 (specs/11-hvf.md).
+//! for the vCPU, a recorder for the GIC). Pins I-HVF-1 to I-HVF-6 and
+//! I-HVF-10 (specs/11-hvf.md).
 
 mod common;
 
@@ -298,7 +298,7 @@ fn status_write_reaches_the_device() {
     assert_eq!(g.net.transport().status(), DeviceStatus::empty());
 }
 
-// ------------------------------------------------------------ I-HVF-5
+// ------------------------------------------------------------ I-HVF-6, I-HVF-10
 
 #[test]
 fn queue_notify_moves_a_frame_and_the_gic_line_follows_interrupt_status() {
@@ -498,6 +498,8 @@ fn isv0_and_other_refused_syndromes_in_the_window_are_errors() {
     assert!(e.to_string().contains("ISV=0"), "{e}");
 }
 
+// ------------------------------------------------------------ I-HVF-4
+
 #[test]
 fn vcpu_errors_are_reported_not_guessed() {
     let mut bus = RecordingBus::default();
@@ -536,6 +538,8 @@ fn vcpu_errors_are_reported_not_guessed() {
     assert_eq!(r, Err(ExitError::Vcpu("pc write failed")));
 }
 
+// ------------------------------------------------------------ I-HVF-1
+
 #[test]
 fn same_el_data_abort_class_is_served_too() {
     // EC 0x25 (data abort without a change in EL) is a data abort the
@@ -548,7 +552,7 @@ fn same_el_data_abort_class_is_served_too() {
     assert_eq!(vcpu.pc, PC + 4);
 }
 
-// ------------------------------------------------------------ I-HVF-4
+// ------------------------------------------------------------ I-HVF-5
 
 #[test]
 fn framework_exit_struct_layout_and_conversion() {

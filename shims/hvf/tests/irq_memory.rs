@@ -1,6 +1,6 @@
 //! The interrupt lines over test doubles of the GIC and of a VMM callback,
-//! and guest memory built from `hv_vm_map`-style mappings. Pins I-HVF-5 and
-//! I-HVF-6 (specs/11-hvf.md).
+//! and guest memory built from `hv_vm_map`-style mappings. Pins I-HVF-6 and
+//! I-HVF-7 (specs/11-hvf.md).
 
 mod common;
 

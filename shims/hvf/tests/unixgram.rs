@@ -1,7 +1,7 @@
 //! The unixgram (vfkit/gvproxy) backend against real kernel sockets:
 //! `socketpair(AF_UNIX, SOCK_DGRAM)` (`UnixDatagram::pair`) and a peer bound
-//! to a path the way gvproxy listens. Pins I-HVF-8 and I-HVF-9
-//! (specs/11-hvf.md).
+//! to a path the way gvproxy listens. Pins I-HVF-8, I-HVF-9 and
+//! I-HVF-10 (specs/11-hvf.md).
 
 mod common;
 

@@ -14,6 +14,7 @@ pub use crate::ctx::Ctx;
 pub use crate::util::Tally;
 
 mod baremetal;
+mod hvf;
 mod interop;
 mod lint;
 mod miri;
@@ -40,6 +41,7 @@ pub const SUITES: &[Suite] = &[
     Suite { name: "interop", description: "virtio-drivers' net driver over the mmio block (10k frames each way); differential vs rust-vmm virtio-queue", run: interop::run },
     Suite { name: "miri", description: "the core's tests under Miri with strict provenance", run: miri::run },
     Suite { name: "baremetal", description: "bare-metal aarch64 image under QEMU virt (GICv2/v3, EL1/EL2): virtio-drivers <-> virtnet 10k frames each way, GIC interrupts, hostile guest, defmt", run: baremetal::run },
+    Suite { name: "hvf", description: "Hypervisor.framework shim: rlib for aarch64-apple-darwin (+vmnet), macOS clippy, README run-loop example checked, host tests with framework doubles", run: hvf::run },
 ];
 
 /// Looks a suite up by name.
