@@ -11,6 +11,12 @@ use crate::util::run_cargo_tests;
 /// Runs `cargo test --release -p virtnet-interop`.
 pub fn run(ctx: &Ctx) -> Result<Tally> {
     let mut cmd = ctx.cargo();
-    cmd.args(["test", "--release", "--no-fail-fast", "-p", "virtnet-interop"]);
+    cmd.args([
+        "test",
+        "--release",
+        "--no-fail-fast",
+        "-p",
+        "virtnet-interop",
+    ]);
     run_cargo_tests(&mut cmd)
 }
