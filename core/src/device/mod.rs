@@ -824,7 +824,9 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         if first.write_at(mem, 0, h.get(..hl).unwrap_or(&[])) != Ok(hl) {
             return self.abort_merged(q, mem, heads, None);
         }
-        for (head, used) in heads {
+        // In buffer order, without moving the 2 KiB vector into an iterator.
+        heads.reverse();
+        while let Some((head, used)) = heads.pop() {
             q.add_used(mem, head, used)?;
         }
         Ok(Delivery::Delivered)
