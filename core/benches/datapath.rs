@@ -746,9 +746,66 @@ fn footprint() {
     );
 }
 
+/// `VNBENCH_PROFILE=<impl>/<case> [VNBENCH_ROUNDS=n]`: run one case's rounds
+/// without criterion (for `perf record` / `perf stat`) and print the median
+/// round.
+fn profile(which: &str, g: &Guest) {
+    let rounds: u64 = std::env::var("VNBENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(200_000);
+    let (imp, name) = which
+        .split_once('/')
+        .expect("VNBENCH_PROFILE=<impl>/<case>");
+    let case = cases()
+        .into_iter()
+        .find(|c| c.name() == name)
+        .expect("no such case");
+    let drv = Driver::new(g, case);
+    let layout = drv.drv.layout;
+    let median = |times: &mut Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2].as_secs_f64() * 1e9 / f64::from(case.batch)
+    };
+    let mut times = Vec::with_capacity(rounds as usize);
+    match imp {
+        "virtnet" => {
+            let dev = Virtnet::new(g, case, layout);
+            let mut b = Bench {
+                g,
+                drv,
+                dev,
+                batch: case.batch,
+                times: Vec::new(),
+            };
+            times.extend((0..rounds).map(|_| b.round()));
+        }
+        "rust-vmm" => {
+            let dev = RustVmm::new(g, case, layout);
+            let mut b = Bench {
+                g,
+                drv,
+                dev,
+                batch: case.batch,
+                times: Vec::new(),
+            };
+            times.extend((0..rounds).map(|_| b.round()));
+        }
+        _ => panic!("impl is virtnet or rust-vmm"),
+    }
+    println!(
+        "{which}: {:.1} ns/pkt (median of {rounds} rounds)",
+        median(&mut times)
+    );
+}
+
 fn main() {
     footprint();
     let g = Guest::new();
+    if let Ok(which) = std::env::var("VNBENCH_PROFILE") {
+        profile(&which, &g);
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     bench_timer(&mut c);
     let mut memcpy_done = std::collections::HashSet::new();
