@@ -147,6 +147,7 @@ impl<const S: usize> DescriptorChain<S> {
     /// Copy up to `dst.len()` device-readable bytes starting `offset` bytes
     /// into the chain. Returns the number of bytes copied (short at the end
     /// of the readable part).
+    #[inline]
     pub fn read_at<M: GuestMemory + ?Sized>(
         &self,
         mem: &M,
@@ -162,6 +163,7 @@ impl<const S: usize> DescriptorChain<S> {
     /// Copy up to `src.len()` bytes into the device-writable part, starting
     /// `offset` bytes into it. Returns the number of bytes written. Only
     /// ranges the driver marked writable are ever written (I-QUEUE-7).
+    #[inline]
     pub fn write_at<M: GuestMemory + ?Sized>(
         &self,
         mem: &M,
@@ -219,6 +221,7 @@ impl<const S: usize> DescriptorChain<S> {
 
 /// Walk `segs` from byte `offset`, calling `f(addr, pos_in_buf, n)` for each
 /// piece of at most `want` bytes in total.
+#[inline]
 fn copy_segments(
     segs: &[Segment],
     offset: usize,
