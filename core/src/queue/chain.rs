@@ -178,6 +178,7 @@ impl<const S: usize> DescriptorChain<S> {
 
     /// Validate one descriptor and append it (zero-length buffers are
     /// counted against the walk but not kept).
+    #[inline]
     fn push<M: GuestMemory + ?Sized>(
         &mut self,
         mem: &M,
@@ -251,6 +252,7 @@ fn copy_segments(
 /// Walk the chain starting at `head` of a table of `size` descriptors at
 /// `table`, into `chain`. `Err(Ok(chain_error))` is a malformed chain,
 /// `Err(Err(mem))` means the main table itself could not be read.
+#[inline]
 pub(crate) fn walk<M: GuestMemory + ?Sized, const S: usize>(
     mem: &M,
     table: GuestAddress,

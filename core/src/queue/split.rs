@@ -261,6 +261,7 @@ impl OffsetSaturating for GuestAddress {
 }
 
 impl Virtqueue for SplitQueue {
+    #[inline]
     fn pop<M: GuestMemory + ?Sized, const S: usize>(
         &mut self,
         mem: &M,
