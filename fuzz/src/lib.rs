@@ -1,0 +1,70 @@
+//! virtnet's fuzz targets, as a library: each target's input type and
+//! `run` function live here (the `fuzz_targets/*.rs` binaries only call
+//! them), so the seed corpus, the corpus replay test and the core's
+//! regression tests run the very same code without libFuzzer.
+//!
+//! See `specs/09-fuzzing.md` for the targets, their oracles and the runs.
+
+use virtnet::mem::{GuestAddress, GuestMemory, MemError};
+use virtnet::queue::QueueLayout;
+
+pub mod driver;
+pub mod encode;
+pub mod mmio;
+pub mod net;
+pub mod net_hdr;
+pub mod queue;
+pub mod ram;
+pub mod rx;
+pub mod tx;
+
+/// The recording memory wrapper and the reference chain walk, shared with
+/// the core's unit tests (`core/src/regressions.rs` includes the same file).
+#[path = "../common/recording.rs"]
+pub mod recording;
+
+/// The targets, by name.
+pub const TARGETS: &[&str] = &["queue", "tx", "rx", "mmio", "net_hdr"];
+
+fn decode<'a, T: arbitrary::Arbitrary<'a>>(bytes: &'a [u8]) -> Option<T> {
+    T::arbitrary_take_rest(arbitrary::Unstructured::new(bytes)).ok()
+}
+
+/// Decode `bytes` as libFuzzer would hand them to target `name`, and run
+/// it (panics on an oracle failure). `false` for an unknown target; inputs
+/// that do not decode are skipped, as libFuzzer skips them.
+pub fn run_target(name: &str, bytes: &[u8]) -> bool {
+    macro_rules! go {
+        ($m:ident) => {{
+            if let Some(i) = decode::<$m::Input>(bytes) {
+                $m::run(&i);
+            }
+            true
+        }};
+    }
+    match name {
+        "queue" => go!(queue),
+        "tx" => go!(tx),
+        "rx" => go!(rx),
+        "mmio" => go!(mmio),
+        "net_hdr" => go!(net_hdr),
+        _ => false,
+    }
+}
+
+/// The decoded input of target `name`, pretty-printed (for triage).
+pub fn describe(name: &str, bytes: &[u8]) -> String {
+    macro_rules! show {
+        ($m:ident) => {
+            format!("{:#?}", decode::<$m::Input>(bytes))
+        };
+    }
+    match name {
+        "queue" => show!(queue),
+        "tx" => show!(tx),
+        "rx" => show!(rx),
+        "mmio" => show!(mmio),
+        "net_hdr" => show!(net_hdr),
+        _ => String::from("unknown target"),
+    }
+}
