@@ -51,6 +51,9 @@ pub mod wire;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testing;
 
+#[cfg(test)]
+mod test_mem;
+
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -3,7 +3,8 @@
 //! and reset. Each test names the case and the invariant it pins.
 
 use super::*;
-use crate::mem::{GuestAddress, MemError, SliceMemory};
+use crate::mem::{GuestAddress, MemError};
+use crate::test_mem::TestMemory;
 use crate::testing::TestDriver;
 use crate::wire::net_hdr::ones_complement_sum;
 use crate::wire::{NetHdrFlags, VirtioNetHdr};
@@ -69,7 +70,7 @@ fn base_features() -> Features {
 }
 
 fn started<'p, const S: usize, const C: usize>(
-    mem: &SliceMemory<'_>,
+    mem: &TestMemory,
     pools: &'p (FramePool<S, C>, FramePool<S, C>),
     features: Features,
     caps: BackendCaps,
@@ -115,7 +116,7 @@ fn frame(len: usize, seed: u8) -> Vec<u8> {
 }
 
 /// Put `hdr ++ payload` at `at` and queue a one-descriptor TX chain.
-fn send(mem: &SliceMemory<'_>, tx: &mut TestDriver, at: u64, hdr: &[u8], payload: &[u8]) -> u16 {
+fn send(mem: &TestMemory, tx: &mut TestDriver, at: u64, hdr: &[u8], payload: &[u8]) -> u16 {
     mem.write(GuestAddress(at), hdr).unwrap();
     mem.write(GuestAddress(at + hdr.len() as u64), payload)
         .unwrap();
@@ -132,8 +133,7 @@ fn send(mem: &SliceMemory<'_>, tx: &mut TestDriver, at: u64, hdr: &[u8], payload
 /// no payload: dropped, returned with len 0, counted.
 #[test]
 fn case35_37_short_tx_chains_are_dropped_and_returned_with_len_zero() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
     let (mut dev, _rx, mut tx) = started(&mem, &pools, base_features(), BackendCaps::default());
     let mut n = Notes::default();
@@ -152,8 +152,7 @@ fn case35_37_short_tx_chains_are_dropped_and_returned_with_len_zero() {
 /// descriptors, then the frame in two more.
 #[test]
 fn case36_tx_header_split_across_three_descriptors_is_parsed() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
     let caps = BackendCaps {
         tx_csum: true,
@@ -185,8 +184,7 @@ fn case36_tx_header_split_across_three_descriptors_is_parsed() {
 /// dropped without buffering sized by the guest.
 #[test]
 fn case38_oversized_tx_frame_is_dropped() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<MAX_GSO_FRAME, 1>, FramePool<MAX_GSO_FRAME, 1>) =
         (FramePool::new(), FramePool::new());
     let (mut dev, _rx, mut tx) = started(&mem, &pools, base_features(), BackendCaps::default());
@@ -204,8 +202,7 @@ fn case38_oversized_tx_frame_is_dropped() {
 /// ignored on TX; NEEDS_CSUM without CSUM negotiated is dropped.
 #[test]
 fn case40_tx_ignores_rx_only_fields_and_drops_unnegotiated_csum() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
     let f = Features::VERSION_1 | Features::MAC;
     let (mut dev, _rx, mut tx) = started(&mem, &pools, f, BackendCaps::default());
@@ -228,8 +225,7 @@ fn case40_tx_ignores_rx_only_fields_and_drops_unnegotiated_csum() {
 /// Cases 41 and 42: bad csum or GSO fields drop the frame at the device.
 #[test]
 fn case41_42_bad_csum_and_gso_fields_drop_the_frame() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<2048, 8>, FramePool<2048, 8>) = (FramePool::new(), FramePool::new());
     let (mut dev, _rx, mut tx) = started(&mem, &pools, base_features(), BackendCaps::default());
     let bad = [
@@ -260,8 +256,7 @@ fn case41_42_bad_csum_and_gso_fields_drop_the_frame() {
 /// completed in software at csum_start/csum_offset.
 #[test]
 fn tx_checksum_is_completed_in_software_when_the_backend_cannot() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
     let (mut dev, _rx, mut tx) = started(&mem, &pools, base_features(), BackendCaps::default());
     // Ethernet(14) + IPv4(20) + UDP(8) + 30 bytes; checksum field at 34+6,
@@ -287,8 +282,7 @@ fn tx_checksum_is_completed_in_software_when_the_backend_cannot() {
 /// budget-sized slices; control returns to the caller.
 #[test]
 fn case15_tx_processing_respects_the_budget() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
     let (mut dev, _rx, mut tx) = started(&mem, &pools, base_features(), BackendCaps::default());
     mem.write(GuestAddress(BUF), &hdr_bytes(0, 0, 0, 0, 0, 0))
@@ -310,7 +304,7 @@ fn case15_tx_processing_respects_the_budget() {
 
 // ---------------------------------------------------------------- RX
 
-fn rx_chain(mem: &SliceMemory<'_>, rx: &mut TestDriver, at: u64, len: u32) -> u16 {
+fn rx_chain(mem: &TestMemory, rx: &mut TestDriver, at: u64, len: u32) -> u16 {
     let h = rx.add_chain(mem, &[(at, len, true)]).unwrap();
     rx.publish(mem).unwrap();
     h
@@ -320,8 +314,7 @@ fn rx_chain(mem: &SliceMemory<'_>, rx: &mut TestDriver, at: u64, len: u32) -> u1
 /// with num_buffers = 1 (no MRG_RXBUF); TX completions have len 0.
 #[test]
 fn case32_rx_of_60_bytes_is_used_len_72_with_num_buffers_one() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
     let (mut dev, mut rx, mut tx) = started(&mem, &pools, base_features(), BackendCaps::default());
     let h = rx_chain(&mem, &mut rx, BUF, 1526);
@@ -352,8 +345,7 @@ fn case32_rx_of_60_bytes_is_used_len_72_with_num_buffers_one() {
 /// refused and nothing is written into it.
 #[test]
 fn case43_rx_chain_with_a_readable_descriptor_is_refused_untouched() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
     let (mut dev, mut rx, _tx) = started(&mem, &pools, base_features(), BackendCaps::default());
     mem.write(GuestAddress(BUF), &[0x5A; 64]).unwrap();
@@ -377,8 +369,7 @@ fn case43_rx_chain_with_a_readable_descriptor_is_refused_untouched() {
 /// the buffer stays for the next frame; used.len never exceeds capacity.
 #[test]
 fn case44_rx_frame_larger_than_the_buffer_is_dropped_buffer_kept() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
     let (mut dev, mut rx, _tx) = started(&mem, &pools, base_features(), BackendCaps::default());
     let h = rx_chain(&mem, &mut rx, BUF, 100);
@@ -403,8 +394,7 @@ fn mrg() -> Features {
 /// last full, one used-idx update, one notification.
 #[test]
 fn case45_merged_rx_spreads_64k_over_32_buffers_with_one_publish() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<MAX_GSO_FRAME, 1>, FramePool<MAX_GSO_FRAME, 1>) =
         (FramePool::new(), FramePool::new());
     let (mut dev, mut rx, _tx) = started(&mem, &pools, mrg(), BackendCaps::default());
@@ -437,8 +427,7 @@ fn case45_merged_rx_spreads_64k_over_32_buffers_with_one_publish() {
 /// is delivered, and delivery goes on.
 #[test]
 fn case46_49_rx_waits_for_buffers_then_resumes_without_loss() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<4096, 4>, FramePool<4096, 4>) = (FramePool::new(), FramePool::new());
     let (mut dev, mut rx, _tx) = started(&mem, &pools, mrg(), BackendCaps::default());
     rx.add_chain(&mem, &[(BUF, 1024, true)]).unwrap();
@@ -489,8 +478,7 @@ fn case46_49_rx_waits_for_buffers_then_resumes_without_loss() {
 /// Case 47: with MRG_RXBUF, a first buffer smaller than the header is refused.
 #[test]
 fn case47_merged_rx_first_buffer_smaller_than_header_is_refused() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
     let (mut dev, mut rx, _tx) = started(&mem, &pools, mrg(), BackendCaps::default());
     let small = rx_chain(&mem, &mut rx, BUF, 8);
@@ -508,8 +496,7 @@ fn case47_merged_rx_first_buffer_smaller_than_header_is_refused() {
 /// activated and kicks on it do nothing.
 #[test]
 fn case48_there_is_no_control_queue_to_attack() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
     let (mut dev, _rx, _tx) = started(&mem, &pools, base_features(), BackendCaps::default());
     assert!(!dev.offered_features().contains(Features::CTRL_VQ));
@@ -529,8 +516,7 @@ fn case48_there_is_no_control_queue_to_attack() {
 #[test]
 fn rx_offloads_not_negotiated_are_fixed_up_or_dropped() {
     use crate::wire::net_hdr::{Gso, GsoKind, PartialCsum};
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<4096, 4>, FramePool<4096, 4>) = (FramePool::new(), FramePool::new());
     let (mut dev, mut rx, _tx) = started(&mem, &pools, Features::VERSION_1, BackendCaps::default());
     rx_chain(&mem, &mut rx, BUF, 2048);
@@ -575,7 +561,7 @@ fn rx_offloads_not_negotiated_are_fixed_up_or_dropped() {
 
 /// A memory that counts writes, to prove silence after reset.
 struct WriteCounter<'a> {
-    inner: &'a SliceMemory<'a>,
+    inner: &'a TestMemory,
     writes: Cell<usize>,
 }
 
@@ -603,8 +589,7 @@ impl GuestMemory for WriteCounter<'_> {
 /// afterwards, no notification, and 10^4 reset/re-init cycles leak nothing.
 #[test]
 fn case50_reset_stops_all_writes_and_cycles_leak_nothing() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
     let (mut dev, mut rx, mut tx) = started(&mem, &pools, mrg(), BackendCaps::default());
     let cycles = if cfg!(miri) { 20 } else { 10_000 };
@@ -652,8 +637,7 @@ fn case50_reset_stops_all_writes_and_cycles_leak_nothing() {
 /// configuration-change notification, and stops the device.
 #[test]
 fn broken_ring_sets_needs_reset_and_notifies_config_change_once() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
     let (mut dev, _rx, tx) = started(&mem, &pools, base_features(), BackendCaps::default());
     tx.set_avail_idx(&mem, 1000).unwrap();
@@ -670,8 +654,7 @@ fn broken_ring_sets_needs_reset_and_notifies_config_change_once() {
 /// and raise a configuration-change notification.
 #[test]
 fn link_change_updates_status_generation_and_notifies() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
     let (mut dev, _rx, _tx) = started(&mem, &pools, base_features(), BackendCaps::default());
     let mut cfg = [0u8; 12];
@@ -739,8 +722,7 @@ fn feature_validation_follows_the_offer_and_dependencies() {
 /// the NO_INTERRUPT flag.
 #[test]
 fn behaviour_follows_negotiated_not_offered_features() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
     let (dev, _rx, _tx) = started(&mem, &pools, base_features(), BackendCaps::default());
     assert!(dev.offered_features().contains(Features::RING_EVENT_IDX));
@@ -754,8 +736,7 @@ fn behaviour_follows_negotiated_not_offered_features() {
 /// next index beyond the buffers it already saw.
 #[test]
 fn merged_rx_waiting_for_buffers_returns_and_asks_for_the_right_kick() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<4096, 4>, FramePool<4096, 4>) = (FramePool::new(), FramePool::new());
     let f = mrg() | Features::RING_EVENT_IDX;
     let (mut dev, mut rx, _tx) = started(&mem, &pools, f, BackendCaps::default());

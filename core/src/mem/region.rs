@@ -53,6 +53,8 @@ pub enum RegionError {
     Overlap,
     /// The region set is full (`N` regions).
     Full,
+    /// `host` and `gpa` differ modulo 8.
+    Misaligned,
 }
 
 impl fmt::Display for RegionError {
@@ -63,6 +65,7 @@ impl fmt::Display for RegionError {
             RegionError::TooLarge => "region wraps the address space or exceeds isize::MAX",
             RegionError::Overlap => "region overlaps another region",
             RegionError::Full => "no room for another region",
+            RegionError::Misaligned => "host address and guest address differ modulo 8",
         })
     }
 }
@@ -83,8 +86,15 @@ impl Region {
     ///
     /// Concurrent writes by the guest or other threads are allowed: they can
     /// make the *values* read arbitrary, never the accesses unsound.
+    ///
+    /// `host` and `gpa` must agree modulo 8 (a page-aligned mapping always
+    /// does), so that naturally aligned guest ring indices are aligned in the
+    /// host for atomic access; otherwise `RegionError::Misaligned`.
     pub unsafe fn new(gpa: u64, host: *mut u8, len: usize) -> Result<Region, RegionError> {
         let host = NonNull::new(host).ok_or(RegionError::NullHost)?;
+        if (host.as_ptr().addr() as u64 ^ gpa) & 7 != 0 {
+            return Err(RegionError::Misaligned);
+        }
         if len == 0 {
             return Err(RegionError::Empty);
         }
@@ -315,15 +325,21 @@ mod tests {
     use super::*;
     use std::vec;
 
-    fn mem2(a: &mut [u8], b: &mut [u8], gap: u64) -> RegionMemory<4> {
+    /// Bytes of an 8-aligned test buffer (host memory is page-aligned in use;
+    /// Miri hands out byte buffers at any alignment).
+    fn bytes(words: &[u64]) -> std::vec::Vec<u8> {
+        words.iter().flat_map(|w| w.to_ne_bytes()).collect()
+    }
+
+    fn mem2(a: &mut [u64], b: &mut [u64], gap: u64) -> RegionMemory<4> {
         let mut m = RegionMemory::<4>::new();
-        let la = a.len() as u64;
+        let la = a.len() as u64 * 8;
         // SAFETY: test buffers outlive the memory and are not otherwise referenced
         // while it is used.
         unsafe {
-            m.add(Region::new(0x1000, a.as_mut_ptr(), a.len()).unwrap())
+            m.add(Region::new(0x1000, a.as_mut_ptr().cast(), a.len() * 8).unwrap())
                 .unwrap();
-            m.add(Region::new(0x1000 + la + gap, b.as_mut_ptr(), b.len()).unwrap())
+            m.add(Region::new(0x1000 + la + gap, b.as_mut_ptr().cast(), b.len() * 8).unwrap())
                 .unwrap();
         }
         m
@@ -332,8 +348,8 @@ mod tests {
     /// I-MEM-1: a range ending on the last byte is accepted, one byte more is not.
     #[test]
     fn range_ending_on_last_byte_is_accepted_one_more_is_refused() {
-        let mut a = vec![0u8; 64];
-        let mut b = vec![0u8; 64];
+        let mut a = vec![0u64; 8];
+        let mut b = vec![0u64; 8];
         let m = mem2(&mut a, &mut b, 0x100);
         assert!(m.check_range(GuestAddress(0x1000), 64).is_ok());
         assert!(m.check_range(GuestAddress(0x1000 + 60), 4).is_ok());
@@ -349,20 +365,20 @@ mod tests {
     /// I-MEM-2: a range across a hole is refused and has no partial effect.
     #[test]
     fn range_across_a_hole_is_refused_without_partial_write() {
-        let mut a = vec![0u8; 64];
-        let mut b = vec![0u8; 64];
+        let mut a = vec![0u64; 8];
+        let mut b = vec![0u64; 8];
         {
             let m = mem2(&mut a, &mut b, 0x100);
             assert!(m.write(GuestAddress(0x1000 + 60), &[1u8; 8]).is_err());
         }
-        assert!(a.iter().all(|&x| x == 0));
+        assert!(bytes(&a).iter().all(|&x| x == 0));
     }
 
     /// I-MEM-2: adjacent regions form one valid range.
     #[test]
     fn range_across_adjacent_regions_is_one_range() {
-        let mut a = vec![0u8; 64];
-        let mut b = vec![0u8; 64];
+        let mut a = vec![0u64; 8];
+        let mut b = vec![0u64; 8];
         {
             let m = mem2(&mut a, &mut b, 0);
             let src: std::vec::Vec<u8> = (0..16u8).collect();
@@ -371,15 +387,15 @@ mod tests {
             m.read(GuestAddress(0x1000 + 56), &mut back).unwrap();
             assert_eq!(&back[..], &src[..]);
         }
-        assert_eq!(&a[56..], &[0, 1, 2, 3, 4, 5, 6, 7]);
-        assert_eq!(&b[..8], &[8, 9, 10, 11, 12, 13, 14, 15]);
+        assert_eq!(&bytes(&a)[56..], &[0, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(&bytes(&b)[..8], &[8, 9, 10, 11, 12, 13, 14, 15]);
     }
 
     /// I-MEM-3: wrapping ranges are refused.
     #[test]
     fn wrapping_range_is_overflow() {
-        let mut a = vec![0u8; 64];
-        let mut b = vec![0u8; 64];
+        let mut a = vec![0u64; 8];
+        let mut b = vec![0u64; 8];
         let m = mem2(&mut a, &mut b, 0);
         assert_eq!(
             m.check_range(GuestAddress(u64::MAX - 15), 32),
@@ -389,8 +405,8 @@ mod tests {
 
     #[test]
     fn ring_index_atomics_round_trip_and_refuse_misaligned() {
-        let mut a = vec![0u8; 64];
-        let mut b = vec![0u8; 64];
+        let mut a = vec![0u64; 8];
+        let mut b = vec![0u64; 8];
         let m = mem2(&mut a, &mut b, 0);
         m.store_u16_release(GuestAddress(0x1002), 0xBEEF).unwrap();
         assert_eq!(m.load_u16_acquire(GuestAddress(0x1002)).unwrap(), 0xBEEF);
@@ -404,14 +420,14 @@ mod tests {
 
     #[test]
     fn regions_refuse_overlap_null_empty_and_wrap() {
-        let mut a = vec![0u8; 64];
+        let mut a = vec![0u64; 8];
         let mut m = RegionMemory::<2>::new();
         // SAFETY: the buffer outlives `m`.
         unsafe {
-            m.add(Region::new(0x1000, a.as_mut_ptr(), 64).unwrap())
+            m.add(Region::new(0x1000, a.as_mut_ptr().cast(), 64).unwrap())
                 .unwrap();
             assert_eq!(
-                m.add(Region::new(0x1020, a.as_mut_ptr(), 64).unwrap()),
+                m.add(Region::new(0x1020, a.as_mut_ptr().cast(), 64).unwrap()),
                 Err(RegionError::Overlap)
             );
             assert_eq!(
@@ -419,12 +435,16 @@ mod tests {
                 RegionError::NullHost
             );
             assert_eq!(
-                Region::new(0, a.as_mut_ptr(), 0).unwrap_err(),
+                Region::new(0, a.as_mut_ptr().cast(), 0).unwrap_err(),
                 RegionError::Empty
             );
             assert_eq!(
-                Region::new(u64::MAX - 8, a.as_mut_ptr(), 64).unwrap_err(),
+                Region::new(u64::MAX - 7, a.as_mut_ptr().cast(), 64).unwrap_err(),
                 RegionError::TooLarge
+            );
+            assert_eq!(
+                Region::new(0x1001, a.as_mut_ptr().cast(), 8).unwrap_err(),
+                RegionError::Misaligned
             );
         }
     }

@@ -3,11 +3,10 @@
 
 use super::*;
 use crate::device::{BackendError, NetConfig, NetDevice, NoInterceptor, RxFrame};
-use crate::mem::SliceMemory;
 use crate::pool::FramePool;
+use crate::test_mem::TestMemory;
 use crate::testing::TestDriver;
 use crate::wire::NetHdrRepr;
-use std::vec;
 
 struct Loop(Option<std::vec::Vec<u8>>);
 
@@ -65,7 +64,7 @@ const S_DRV_OK: u64 = 15;
 
 fn w(
     t: &mut MmioTransport<Dev<'_>>,
-    mem: &SliceMemory<'_>,
+    mem: &TestMemory,
     line: &mut Line,
     off: u64,
     v: u64,
@@ -73,12 +72,7 @@ fn w(
     t.write(off, 4, v, mem, line)
 }
 
-fn negotiate(
-    t: &mut MmioTransport<Dev<'_>>,
-    mem: &SliceMemory<'_>,
-    line: &mut Line,
-    features: u64,
-) {
+fn negotiate(t: &mut MmioTransport<Dev<'_>>, mem: &TestMemory, line: &mut Line, features: u64) {
     w(t, mem, line, regs::STATUS, 0);
     w(t, mem, line, regs::STATUS, S_ACK_DRV);
     w(t, mem, line, regs::DRIVER_FEATURES_SEL, 0);
@@ -90,7 +84,7 @@ fn negotiate(
 
 fn set_queue(
     t: &mut MmioTransport<Dev<'_>>,
-    mem: &SliceMemory<'_>,
+    mem: &TestMemory,
     line: &mut Line,
     q: u32,
     d: &TestDriver,
@@ -131,8 +125,7 @@ fn identity_registers_and_config_space() {
 #[test]
 fn case08_out_of_range_queue_select_reads_zero_and_ignores_writes() {
     let pools: Pools = (FramePool::new(), FramePool::new());
-    let mut buf = vec![0u8; 0x10000];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, 0x10000);
     let mut t = transport(&pools);
     let mut line = Line::default();
     negotiate(&mut t, &mem, &mut line, V1);
@@ -172,8 +165,7 @@ fn case08_out_of_range_queue_select_reads_zero_and_ignores_writes() {
 #[test]
 fn case05_queue_registers_outside_the_setup_window_are_ignored() {
     let pools: Pools = (FramePool::new(), FramePool::new());
-    let mut buf = vec![0u8; 0x10000];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, 0x10000);
     let mut t = transport(&pools);
     let mut line = Line::default();
     let rx = TestDriver::new(&mem, 0x1000, 16).unwrap();
@@ -209,8 +201,7 @@ fn case05_queue_registers_outside_the_setup_window_are_ignored() {
 #[test]
 fn case06_status_bits_cannot_be_cleared_and_driver_ok_needs_features_ok() {
     let pools: Pools = (FramePool::new(), FramePool::new());
-    let mut buf = vec![0u8; 0x10000];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, 0x10000);
     let mut t = transport(&pools);
     let mut line = Line::default();
     w(&mut t, &mem, &mut line, regs::STATUS, S_ACK_DRV);
@@ -232,8 +223,7 @@ fn case06_status_bits_cannot_be_cleared_and_driver_ok_needs_features_ok() {
 #[test]
 fn case06_kick_before_driver_ok_consumes_nothing() {
     let pools: Pools = (FramePool::new(), FramePool::new());
-    let mut buf = vec![0u8; 0x10000];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, 0x10000);
     let mut t = transport(&pools);
     let mut line = Line::default();
     negotiate(&mut t, &mem, &mut line, V1);
@@ -255,8 +245,7 @@ fn case06_kick_before_driver_ok_consumes_nothing() {
 #[test]
 fn case06_after_reset_nothing_is_written_or_raised() {
     let pools: Pools = (FramePool::new(), FramePool::new());
-    let mut buf = vec![0u8; 0x10000];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, 0x10000);
     let mut t = transport(&pools);
     let mut line = Line::default();
     negotiate(&mut t, &mem, &mut line, V1);
@@ -280,8 +269,7 @@ fn case06_after_reset_nothing_is_written_or_raised() {
 #[test]
 fn case07_invalid_feature_sets_leave_features_ok_clear() {
     let pools: Pools = (FramePool::new(), FramePool::new());
-    let mut buf = vec![0u8; 0x10000];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, 0x10000);
     let mut t = transport(&pools);
     let mut line = Line::default();
     let offered = t.device().offered_features().bits();
@@ -310,8 +298,7 @@ fn case07_invalid_feature_sets_leave_features_ok_clear() {
 #[test]
 fn queue_ready_with_a_bad_layout_needs_reset() {
     let pools: Pools = (FramePool::new(), FramePool::new());
-    let mut buf = vec![0u8; 0x10000];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, 0x10000);
     let mut t = transport(&pools);
     let mut line = Line::default();
     negotiate(&mut t, &mem, &mut line, V1);
@@ -330,8 +317,7 @@ fn queue_ready_with_a_bad_layout_needs_reset() {
 #[test]
 fn interrupt_status_and_ack_drive_the_line() {
     let pools: Pools = (FramePool::new(), FramePool::new());
-    let mut buf = vec![0u8; 0x10000];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, 0x10000);
     let mut t = transport(&pools);
     let mut line = Line::default();
     negotiate(&mut t, &mem, &mut line, V1 | (1 << 16));

@@ -4,7 +4,8 @@
 #![allow(unsafe_code)] // tests build RegionMemory over local buffers
 
 use super::*;
-use crate::mem::{Region, RegionMemory, SliceMemory};
+use crate::mem::{Region, RegionMemory};
+use crate::test_mem::TestMemory;
 use crate::testing::TestDriver;
 use crate::wire::{DescFlags, Descriptor};
 use core::cell::RefCell;
@@ -20,7 +21,7 @@ const ALL: QueueFeatures = QueueFeatures {
     indirect: true,
 };
 
-fn setup(mem: &SliceMemory<'_>, size: u16, f: QueueFeatures) -> (TestDriver, SplitQueue) {
+fn setup(mem: &TestMemory, size: u16, f: QueueFeatures) -> (TestDriver, SplitQueue) {
     let d = TestDriver::new(mem, RING, size).unwrap();
     let q = SplitQueue::new(d.layout, f, MAX_QUEUE_SIZE, mem).unwrap();
     (d, q)
@@ -47,8 +48,7 @@ fn malformed(r: Result<Option<Popped>, QueueError>) -> ChainError {
 /// Case 1, I-QUEUE-1: sizes 0, 3, above the device maximum, above 32768.
 #[test]
 fn case01_bad_queue_sizes_are_refused_at_activation() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     for (size, max) in [
         (0u16, 256u16),
         (3, 256),
@@ -72,8 +72,7 @@ fn case01_bad_queue_sizes_are_refused_at_activation() {
 /// Case 2, I-QUEUE-1: alignment 16/2/4.
 #[test]
 fn case02_misaligned_rings_are_refused() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let ok = QueueLayout {
         size: 16,
         desc_table: GuestAddress(0x1000),
@@ -115,8 +114,7 @@ fn case02_misaligned_rings_are_refused() {
 /// Case 3, I-QUEUE-1: rings crossing the end of RAM, a hole, or wrapping u64.
 #[test]
 fn case03_rings_outside_memory_or_wrapping_are_refused() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let ok = QueueLayout {
         size: 16,
         desc_table: GuestAddress(0x1000),
@@ -140,14 +138,14 @@ fn case03_rings_outside_memory_or_wrapping_are_refused() {
         LayoutError::OutsideMemory(RingPart::DescTable, MemError::Overflow)
     );
     // A hole between two regions under the descriptor table.
-    let mut a = vec![0u8; 0x1000];
-    let mut b = vec![0u8; 0x1000];
+    let mut a = vec![0u64; 0x200];
+    let mut b = vec![0u64; 0x200];
     let mut rm = RegionMemory::<2>::new();
     // SAFETY: the buffers outlive `rm` and are not otherwise referenced meanwhile.
     unsafe {
-        rm.add(Region::new(0, a.as_mut_ptr(), a.len()).unwrap())
+        rm.add(Region::new(0, a.as_mut_ptr().cast(), a.len() * 8).unwrap())
             .unwrap();
-        rm.add(Region::new(0x2000, b.as_mut_ptr(), b.len()).unwrap())
+        rm.add(Region::new(0x2000, b.as_mut_ptr().cast(), b.len() * 8).unwrap())
             .unwrap();
     }
     let hole = QueueLayout {
@@ -165,8 +163,7 @@ fn case03_rings_outside_memory_or_wrapping_are_refused() {
 /// Case 4, I-QUEUE-1: a used ring overlapping the descriptor table.
 #[test]
 fn case04_used_ring_overlapping_the_descriptor_table_is_refused() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let l = QueueLayout {
         size: 16,
         desc_table: GuestAddress(0x1000),
@@ -185,8 +182,7 @@ fn case04_used_ring_overlapping_the_descriptor_table_is_refused() {
 /// return the same error without touching memory.
 #[test]
 fn case09_avail_idx_beyond_queue_size_poisons_the_queue() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (d, mut q) = setup(&mem, 16, ALL);
     d.set_avail_idx(&mem, 17).unwrap();
     let err = QueueError::InvalidAvailIdx {
@@ -220,8 +216,7 @@ fn case09_avail_idx_beyond_queue_size_poisons_the_queue() {
 /// Case 10: a legal wrap of the 16-bit indices.
 #[test]
 fn case10_legal_index_wrap_yields_exactly_the_new_chains_in_order() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     q.set_indices(0xFFFE, 0xFFFE);
     d.avail_idx = 0xFFFE;
@@ -249,8 +244,7 @@ fn case10_legal_index_wrap_yields_exactly_the_new_chains_in_order() {
 /// Case 11, I-QUEUE-3: a head index at or beyond the size.
 #[test]
 fn case11_head_out_of_range_poisons_the_queue() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     d.push_head(&mem, 16).unwrap();
     d.publish(&mem).unwrap();
@@ -262,8 +256,7 @@ fn case11_head_out_of_range_poisons_the_queue() {
 /// is completed exactly once; in flight never exceeds the size.
 #[test]
 fn case12_duplicate_in_flight_heads_never_exceed_the_queue_size() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 4, ALL);
     let h = d.add_chain(&mem, &[(BUF, 64, false)]).unwrap();
     for _ in 0..3 {
@@ -288,8 +281,7 @@ fn case12_duplicate_in_flight_heads_never_exceed_the_queue_size() {
 /// Case 12 (cont.): each popped head is completed once, in pop order.
 #[test]
 fn case12_each_pop_completes_once() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 8, ALL);
     let h = d.add_chain(&mem, &[(BUF, 64, false)]).unwrap();
     d.push_head(&mem, h).unwrap();
@@ -311,8 +303,7 @@ fn case12_each_pop_completes_once() {
 /// Case 13, I-QUEUE-3: avail idx decremented.
 #[test]
 fn case13_avail_idx_moving_backwards_poisons_the_queue() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     for i in 0..3u64 {
         d.add_chain(&mem, &[(BUF + i * 64, 64, false)]).unwrap();
@@ -338,8 +329,7 @@ fn case13_avail_idx_moving_backwards_poisons_the_queue() {
 /// Case 14: spurious kicks find nothing, each with O(1) guest reads.
 #[test]
 fn case14_spurious_kicks_do_constant_work() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (_d, mut q) = setup(&mem, 256, ALL);
     let counting = CountingMemory::new(&mem);
     let kicks: usize = if cfg!(miri) { 1_000 } else { 1_000_000 };
@@ -357,8 +347,7 @@ fn case14_spurious_kicks_do_constant_work() {
 /// ring that is always full returns control to the caller after each chain.
 #[test]
 fn case15_pop_returns_after_one_chain_even_on_a_full_ring() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     for i in 0..16u64 {
         d.add_chain(&mem, &[(BUF + i * 64, 64, false)]).unwrap();
@@ -374,7 +363,7 @@ fn case15_pop_returns_after_one_chain_even_on_a_full_ring() {
 
 // ---------------------------------------------------------------- chains
 
-fn raw_chain(mem: &SliceMemory<'_>, d: &mut TestDriver, descs: &[(u16, Descriptor)], head: u16) {
+fn raw_chain(mem: &TestMemory, d: &mut TestDriver, descs: &[(u16, Descriptor)], head: u16) {
     for (i, desc) in descs {
         d.write_desc(mem, *i, *desc).unwrap();
     }
@@ -387,8 +376,7 @@ fn raw_chain(mem: &SliceMemory<'_>, d: &mut TestDriver, descs: &[(u16, Descripto
 #[test]
 fn case16_loops_are_refused_within_size_steps() {
     for cycle in [1u16, 3] {
-        let mut buf = vec![0u8; MEM];
-        let mem = SliceMemory::new(0, &mut buf);
+        let mem = TestMemory::new(0, MEM);
         let (mut d, mut q) = setup(&mem, 16, ALL);
         let descs: Vec<_> = (0..cycle)
             .map(|i| (i, Descriptor::new(BUF, 8, DescFlags::NEXT, (i + 1) % cycle)))
@@ -403,8 +391,7 @@ fn case16_loops_are_refused_within_size_steps() {
 /// Case 17: a chain exactly `size` long is accepted.
 #[test]
 fn case17_chain_of_exactly_queue_size_is_accepted() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     let bufs: Vec<_> = (0..16u64).map(|i| (BUF + i * 16, 16, false)).collect();
     d.add_chain(&mem, &bufs).unwrap();
@@ -418,8 +405,7 @@ fn case17_chain_of_exactly_queue_size_is_accepted() {
 /// Case 18: `next == size`.
 #[test]
 fn case18_next_equal_to_size_is_refused() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     raw_chain(
         &mem,
@@ -436,8 +422,7 @@ fn case18_next_equal_to_size_is_refused() {
 /// Case 19: `addr = 2^64 - 16, len = 32`.
 #[test]
 fn case19_buffer_wrapping_the_address_space_is_refused() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     raw_chain(
         &mem,
@@ -452,8 +437,7 @@ fn case19_buffer_wrapping_the_address_space_is_refused() {
 /// one byte further is refused (FC #1296, CH #2450).
 #[test]
 fn case20_buffer_ending_on_the_last_byte_is_accepted_one_more_refused() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     d.add_chain(&mem, &[(MEM as u64 - 100, 100, true)]).unwrap();
     d.add_chain(&mem, &[(MEM as u64 - 100, 101, true)]).unwrap();
@@ -473,14 +457,14 @@ fn case20_buffer_ending_on_the_last_byte_is_accepted_one_more_refused() {
 #[test]
 fn case21_buffer_across_a_hole_is_refused_across_adjacent_regions_accepted() {
     for (gap, ok) in [(0x1000u64, false), (0, true)] {
-        let mut a = vec![0u8; 0x4000];
-        let mut b = vec![0u8; 0x4000];
+        let mut a = vec![0u64; 0x800];
+        let mut b = vec![0u64; 0x800];
         let mut rm = RegionMemory::<2>::new();
         // SAFETY: the buffers outlive `rm` and are not otherwise referenced meanwhile.
         unsafe {
-            rm.add(Region::new(0, a.as_mut_ptr(), a.len()).unwrap())
+            rm.add(Region::new(0, a.as_mut_ptr().cast(), a.len() * 8).unwrap())
                 .unwrap();
-            rm.add(Region::new(0x4000 + gap, b.as_mut_ptr(), b.len()).unwrap())
+            rm.add(Region::new(0x4000 + gap, b.as_mut_ptr().cast(), b.len() * 8).unwrap())
                 .unwrap();
         }
         let mut d = TestDriver::new(&rm, 0x100, 16).unwrap();
@@ -508,8 +492,7 @@ fn case21_buffer_across_a_hole_is_refused_across_adjacent_regions_accepted() {
 /// all-zero chain has no bytes.
 #[test]
 fn case22_zero_length_descriptors_terminate_and_hold_no_bytes() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     d.add_chain(&mem, &[(BUF, 0, false), (BUF, 0, false), (BUF, 0, true)])
         .unwrap();
@@ -533,7 +516,7 @@ fn case22_zero_length_descriptors_terminate_and_hold_no_bytes() {
 
 /// A memory that accepts any range above 4 GiB (nothing is read there) so
 /// that huge lengths reach the length checks.
-struct SparseMemory<'a>(&'a SliceMemory<'a>);
+struct SparseMemory<'a>(&'a TestMemory);
 
 impl GuestMemory for SparseMemory<'_> {
     fn read(&self, a: GuestAddress, d: &mut [u8]) -> Result<(), MemError> {
@@ -560,8 +543,7 @@ impl GuestMemory for SparseMemory<'_> {
 /// Case 23: a total length above `u32::MAX`.
 #[test]
 fn case23_total_length_above_u32_max_is_refused() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let sparse = SparseMemory(&mem);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     d.add_chain(&mem, &[(1 << 32, u32::MAX, false), (1 << 33, 1, false)])
@@ -574,8 +556,7 @@ fn case23_total_length_above_u32_max_is_refused() {
 /// Case 24: a readable descriptor after a writable one.
 #[test]
 fn case24_readable_after_writable_is_refused() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     d.add_chain(&mem, &[(BUF, 8, true), (BUF + 8, 8, false)])
         .unwrap();
@@ -591,8 +572,7 @@ fn case24_readable_after_writable_is_refused() {
 /// ring's other bits exist).
 #[test]
 fn case25_unknown_descriptor_flags_are_refused() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     let mut desc = Descriptor::new(BUF, 8, DescFlags::empty(), 0);
     desc.flags.set(0x80);
@@ -606,8 +586,7 @@ fn case25_unknown_descriptor_flags_are_refused() {
 /// Case 26: INDIRECT without the feature.
 #[test]
 fn case26_indirect_without_the_feature_is_refused() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(
         &mem,
         16,
@@ -640,8 +619,7 @@ fn case27_bad_indirect_table_lengths_and_addresses_are_refused() {
         }),
     ];
     for (addr, len, check) in cases {
-        let mut buf = vec![0u8; MEM];
-        let mem = SliceMemory::new(0, &mut buf);
+        let mem = TestMemory::new(0, MEM);
         let (mut d, mut q) = setup(&mem, 16, ALL);
         raw_chain(
             &mem,
@@ -657,8 +635,7 @@ fn case27_bad_indirect_table_lengths_and_addresses_are_refused() {
 /// Case 28: INDIRECT with NEXT, and nested INDIRECT.
 #[test]
 fn case28_indirect_with_next_and_nested_indirect_are_refused() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     raw_chain(
         &mem,
@@ -695,8 +672,7 @@ fn case28_indirect_with_next_and_nested_indirect_are_refused() {
 /// an unaligned table, WRITE on the table descriptor: all accepted.
 #[test]
 fn case29_direct_then_indirect_unaligned_table_and_write_flag_are_accepted() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     let table = 0x6003u64; // unaligned
     mem.write_obj(
@@ -730,8 +706,7 @@ fn case29_direct_then_indirect_unaligned_table_and_write_flag_are_accepted() {
 /// Case 30, I-QUEUE-4: a loop inside an indirect table, or next beyond it.
 #[test]
 fn case30_indirect_loops_and_out_of_table_next_are_bounded_errors() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     for i in 0..4u64 {
         let next = ((i + 1) % 4) as u16;
@@ -824,8 +799,7 @@ impl<M: GuestMemory> GuestMemory for CountingMemory<'_, M> {
 /// that changes it after the first read cannot change what was validated.
 #[test]
 fn case31_each_descriptor_is_read_exactly_once() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     d.add_chain(
         &mem,
@@ -876,8 +850,7 @@ fn case31_each_descriptor_is_read_exactly_once() {
 /// used idx, and idx only moves on publish.
 #[test]
 fn case32_used_len_is_written_before_the_used_idx_moves() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     let h = d.add_chain(&mem, &[(BUF, 100, true)]).unwrap();
     d.publish(&mem).unwrap();
@@ -899,8 +872,7 @@ fn case32_used_len_is_written_before_the_used_idx_moves() {
 /// len 0; nothing accumulates.
 #[test]
 fn case33_malformed_chains_are_each_returned_once_with_len_zero() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     let rounds: u32 = if cfg!(miri) { 500 } else { 100_000 };
     for i in 0..rounds {
@@ -924,8 +896,7 @@ fn case33_malformed_chains_are_each_returned_once_with_len_zero() {
 /// [old, new - 1] (mod 2^16), swept across the wrap.
 #[test]
 fn case34_event_idx_notification_matches_the_window_across_the_wrap() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let f = QueueFeatures {
         event_idx: true,
         indirect: false,
@@ -983,8 +954,7 @@ fn vring_need_event_matches_its_definition_exhaustively_near_the_wrap() {
 /// §2.7.7.2 without EVENT_IDX: notify unless NO_INTERRUPT is set.
 #[test]
 fn no_interrupt_flag_suppresses_notifications_without_event_idx() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 4, ALL);
     for flags in [0u16, 1] {
         d.set_avail_flags(&mem, flags).unwrap();
@@ -1004,8 +974,7 @@ fn no_interrupt_flag_suppresses_notifications_without_event_idx() {
 /// and re-enabling reports buffers that arrived meanwhile.
 #[test]
 fn device_notification_suppression_and_reenable_race() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 8, ALL);
     q.disable_notifications(&mem).unwrap();
     assert_eq!(d.used_flags(&mem).unwrap(), 1);
@@ -1017,8 +986,7 @@ fn device_notification_suppression_and_reenable_race() {
     );
     assert_eq!(d.used_flags(&mem).unwrap(), 0);
 
-    let mut buf2 = vec![0u8; MEM];
-    let mem2 = SliceMemory::new(0, &mut buf2);
+    let mem2 = TestMemory::new(0, MEM);
     let (mut d2, mut q2) = setup(
         &mem2,
         8,
@@ -1041,8 +1009,7 @@ fn device_notification_suppression_and_reenable_race() {
 /// undo_pop gives back heads in reverse order only.
 #[test]
 fn undo_pop_is_lifo_and_restores_the_queue() {
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 8, ALL);
     let h0 = d.add_chain(&mem, &[(BUF, 8, true)]).unwrap();
     let h1 = d.add_chain(&mem, &[(BUF, 8, true)]).unwrap();
@@ -1074,8 +1041,7 @@ fn undo_pop_is_lifo_and_restores_the_queue() {
 fn case36_header_split_across_many_descriptors_is_read_exactly() {
     use crate::wire::VirtioNetHdr;
     use zerocopy::FromBytes;
-    let mut buf = vec![0u8; MEM];
-    let mem = SliceMemory::new(0, &mut buf);
+    let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 16, ALL);
     let bytes: Vec<u8> = (0..80u8).collect();
     mem.write(GuestAddress(BUF), &bytes).unwrap();
@@ -1106,9 +1072,9 @@ fn case36_header_split_across_many_descriptors_is_read_exactly() {
 /// I-QUEUE-7: writes only land in writable segments.
 #[test]
 fn write_at_only_touches_writable_segments() {
-    let mut buf = vec![0u8; MEM];
+    let buf;
     {
-        let mem = SliceMemory::new(0, &mut buf);
+        let mem = TestMemory::new(0, MEM);
         let (mut d, mut q) = setup(&mem, 16, ALL);
         d.add_chain(
             &mem,
@@ -1123,6 +1089,7 @@ fn write_at_only_touches_writable_segments() {
         let (r, c) = pop_one(&mut q, &mem);
         assert!(matches!(r, Ok(Some(Popped::Chain(_)))));
         assert_eq!(c.write_at(&mem, 5, &[0xAA; 30]).unwrap(), 15);
+        buf = mem.bytes(0, MEM);
     }
     let b = BUF as usize;
     assert!(buf[b..b + 16].iter().all(|&x| x == 0));

@@ -184,11 +184,11 @@ mod tests {
 
     #[test]
     fn refused_ranges_are_named() {
-        let mut a = vec![0u8; 4096];
-        let h = a.as_mut_ptr().expose_provenance();
+        let mut a = vec![0u64; 512];
+        let h = a.as_mut_ptr().cast::<u8>().expose_provenance();
         // SAFETY: none of these succeed; `a` outlives the calls anyway.
         unsafe {
-            let e = guest_memory::<2>(&[RamRange::offset(0, 4096, h), RamRange::offset(1, 16, h)])
+            let e = guest_memory::<2>(&[RamRange::offset(0, 4096, h), RamRange::offset(8, 16, h)])
                 .unwrap_err();
             assert_eq!((e.index, e.error), (1, RegionError::Overlap));
             let e = guest_memory::<1>(&[RamRange::offset(0, 16, h), RamRange::offset(64, 16, h)])
@@ -198,8 +198,10 @@ mod tests {
             assert_eq!(e.error, RegionError::Empty);
             let e = guest_memory::<1>(&[RamRange::identity(0, 16)]).unwrap_err();
             assert_eq!(e.error, RegionError::NullHost);
-            let e = guest_memory::<1>(&[RamRange::offset(u64::MAX - 1, 16, h)]).unwrap_err();
+            let e = guest_memory::<1>(&[RamRange::offset(u64::MAX - 7, 16, h)]).unwrap_err();
             assert_eq!(e.error, RegionError::TooLarge);
+            let e = guest_memory::<1>(&[RamRange::offset(1, 16, h)]).unwrap_err();
+            assert_eq!(e.error, RegionError::Misaligned);
         }
     }
 }
