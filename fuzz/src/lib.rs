@@ -16,12 +16,45 @@ pub mod net_hdr;
 pub mod queue;
 pub mod ram;
 pub mod rx;
+pub mod seeds;
 pub mod tx;
 
 /// The recording memory wrapper and the reference chain walk, shared with
 /// the core's unit tests (`core/src/regressions.rs` includes the same file).
 #[path = "../common/recording.rs"]
 pub mod recording;
+
+/// Oracle checks that passed, by kind, in this thread: the seed tests use
+/// them to prove a seed reaches the check it was written for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Checks {
+    /// Accepted chains compared with the reference walk (`queue`).
+    pub chains: u64,
+    /// Transmitted frames matched byte for byte (`tx`).
+    pub tx_frames: u64,
+    /// Received frames read back and matched (`rx`).
+    pub rx_frames: u64,
+    /// Kicks or polls through the register block that moved frames (`mmio`).
+    pub mmio_moves: u64,
+}
+
+thread_local! {
+    static CHECKS: std::cell::Cell<Checks> = std::cell::Cell::new(Checks::default());
+}
+
+/// Count a passed check.
+pub fn count(f: impl FnOnce(&mut Checks)) {
+    CHECKS.with(|c| {
+        let mut v = c.get();
+        f(&mut v);
+        c.set(v);
+    });
+}
+
+/// Take (and zero) the counts of this thread.
+pub fn take_checks() -> Checks {
+    CHECKS.with(|c| c.replace(Checks::default()))
+}
 
 /// The targets, by name.
 pub const TARGETS: &[&str] = &["queue", "tx", "rx", "mmio", "net_hdr"];

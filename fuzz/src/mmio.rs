@@ -244,6 +244,9 @@ impl<const S: usize, const C: usize> Harness<'_, S, C> {
                 "used-buffer interrupt before DRIVER_OK"
             );
         }
+        if p.handled > 0 {
+            crate::count(|c| c.mmio_moves += 1);
+        }
         if off == regs::QUEUE_NOTIFY && !before.contains(DeviceStatus::DRIVER_OK) {
             assert_eq!(p.handled, 0, "a kick before DRIVER_OK consumed buffers");
         }
@@ -416,6 +419,9 @@ fn run_with<const S: usize, const C: usize>(
                 let p = h.t.poll(&h.mem, &mut h.line);
                 if !running {
                     assert_eq!(p.handled, 0, "poll before DRIVER_OK consumed buffers");
+                }
+                if p.handled > 0 {
+                    crate::count(|c| c.mmio_moves += 1);
                 }
                 h.after_access();
             }

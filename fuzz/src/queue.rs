@@ -363,6 +363,7 @@ pub fn run(input: &Input) {
                                 segs.iter().map(|s| (s.addr.0, s.len, s.writable)).collect();
                             assert_eq!(mine, reference.segs, "segments differ from the reference");
                             assert_eq!(walked, reference.walked, "walk counts differ");
+                            crate::count(|c| c.chains += 1);
                         } else {
                             assert!(
                                 reference.strict.is_err(),

@@ -359,6 +359,7 @@ fn read_used(
         });
     r.cursor = at + 1;
     r.frames += 1;
+    crate::count(|c| c.rx_frames += 1);
     r.want = 0;
 }
 

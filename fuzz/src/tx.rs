@@ -354,6 +354,7 @@ fn run_with<const S: usize, const C: usize>(
                         )
                     });
                 cursor = at + 1;
+                crate::count(|c| c.tx_frames += 1);
             }
         }
         checked = backend.sent.len();
