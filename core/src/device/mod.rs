@@ -363,6 +363,41 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         Ok(())
     }
 
+    /// Run one queue's processing loop: take the queue out (so the loop can
+    /// borrow the rest of the device), publish and notify, put it back, and
+    /// turn a ring error into DEVICE_NEEDS_RESET.
+    fn run_queue<M: GuestMemory + ?Sized, N: Notifier + ?Sized>(
+        &mut self,
+        index: u16,
+        mem: &M,
+        notifier: &mut N,
+        budget: usize,
+        work: fn(&mut Self, &mut SplitQueue, &M, usize) -> Result<Progress, QueueError>,
+    ) -> Progress {
+        if !self.active || self.needs_reset {
+            return Progress::default();
+        }
+        let Some(mut q) = self
+            .queues
+            .get_mut(usize::from(index))
+            .and_then(Option::take)
+        else {
+            return Progress::default();
+        };
+        let used_before = q.next_used();
+        let r = work(self, &mut q, mem, budget).and_then(|p| {
+            self.finish(&mut q, index, used_before, mem, notifier)
+                .map(|()| p)
+        });
+        if let Some(slot) = self.queues.get_mut(usize::from(index)) {
+            *slot = Some(q);
+        }
+        r.unwrap_or_else(|e| {
+            self.fail(e, notifier);
+            Progress::default()
+        })
+    }
+
     /// Move frames the guest sent to the interceptor or backend: at most
     /// `budget` chains (I-NET-3).
     pub fn process_tx<M: GuestMemory + ?Sized, N: Notifier + ?Sized>(
@@ -371,29 +406,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         notifier: &mut N,
         budget: usize,
     ) -> Progress {
-        if !self.active || self.needs_reset {
-            return Progress::default();
-        }
-        let Some(mut q) = self
-            .queues
-            .get_mut(usize::from(TX_QUEUE))
-            .and_then(Option::take)
-        else {
-            return Progress::default();
-        };
-        let used_before = q.next_used();
-        let r = self.tx_loop(&mut q, mem, budget);
-        let r = r.and_then(|p| {
-            self.finish(&mut q, TX_QUEUE, used_before, mem, notifier)
-                .map(|()| p)
-        });
-        if let Some(slot) = self.queues.get_mut(usize::from(TX_QUEUE)) {
-            *slot = Some(q);
-        }
-        r.unwrap_or_else(|e| {
-            self.fail(e, notifier);
-            Progress::default()
-        })
+        self.run_queue(TX_QUEUE, mem, notifier, budget, Self::tx_loop)
     }
 
     fn tx_loop<M: GuestMemory + ?Sized>(
@@ -527,29 +540,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         notifier: &mut N,
         budget: usize,
     ) -> Progress {
-        if !self.active || self.needs_reset {
-            return Progress::default();
-        }
-        let Some(mut q) = self
-            .queues
-            .get_mut(usize::from(RX_QUEUE))
-            .and_then(Option::take)
-        else {
-            return Progress::default();
-        };
-        let used_before = q.next_used();
-        let r = self.rx_loop(&mut q, mem, budget);
-        let r = r.and_then(|p| {
-            self.finish(&mut q, RX_QUEUE, used_before, mem, notifier)
-                .map(|()| p)
-        });
-        if let Some(slot) = self.queues.get_mut(usize::from(RX_QUEUE)) {
-            *slot = Some(q);
-        }
-        r.unwrap_or_else(|e| {
-            self.fail(e, notifier);
-            Progress::default()
-        })
+        self.run_queue(RX_QUEUE, mem, notifier, budget, Self::rx_loop)
     }
 
     /// Put the next frame for the guest in `cur` and return its header:
