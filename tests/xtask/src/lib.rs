@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod cpio;
 pub mod ctx;
+pub mod fuzz;
 pub mod guest;
 pub mod install;
 pub mod netns;

@@ -69,10 +69,9 @@ fn main() -> ExitCode {
             Bench::Core => outcome(xtask::bench::core(&ctx)),
             Bench::Dpdk => not_implemented("cargo xtask bench dpdk"),
         },
-        Cmd::Fuzz { target, minutes } => not_implemented(&format!(
-            "cargo xtask fuzz ({}, {minutes} min)",
-            target.as_deref().unwrap_or("all targets")
-        )),
+        Cmd::Fuzz { target, minutes } => {
+            outcome(xtask::fuzz::command(&ctx, target.as_deref(), minutes))
+        }
         Cmd::GuestSelftest => outcome(xtask::selftest::guest_selftest(&ctx)),
         Cmd::NetnsSelftest => outcome(xtask::selftest::netns_selftest(&ctx)),
     }
