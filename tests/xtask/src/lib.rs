@@ -10,6 +10,7 @@ pub mod guest;
 pub mod install;
 pub mod netns;
 pub mod qemu;
+pub mod rig;
 pub mod selftest;
 pub mod suites;
 pub mod util;

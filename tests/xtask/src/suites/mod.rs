@@ -17,6 +17,7 @@ mod baremetal;
 mod fuzz;
 mod hvf;
 mod interop;
+mod linux;
 mod lint;
 mod miri;
 mod nostd;
@@ -43,6 +44,7 @@ pub const SUITES: &[Suite] = &[
     Suite { name: "miri", description: "the core's tests under Miri with strict provenance", run: miri::run },
     Suite { name: "baremetal", description: "bare-metal aarch64 image under QEMU virt (GICv2/v3, EL1/EL2): virtio-drivers <-> virtnet 10k frames each way, GIC interrupts, hostile guest, defmt", run: baremetal::run },
     Suite { name: "hvf", description: "Hypervisor.framework shim: rlib for aarch64-apple-darwin (+vmnet), macOS clippy, README run-loop example checked, host tests with framework doubles", run: hvf::run },
+    Suite { name: "linux", description: "Debian's Linux virtio_net under QEMU (TCG) on virtnet-vhost-user + TAP in a netns: link, ping both ways, 64 MiB TCP each way with SHA-256; defaults, mrg_rxbuf/offloads/event_idx/indirect off, reboot, reconnect", run: linux::run },
     Suite { name: "fuzz", description: "every cargo-fuzz target (queue, tx, rx, mmio, net_hdr) 60 s from the seed corpus under ASan; fails on crash, timeout or leak", run: fuzz::run },
 ];
 
