@@ -54,6 +54,9 @@ pub mod testing;
 #[cfg(test)]
 mod test_mem;
 
+#[cfg(test)]
+mod regressions;
+
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
