@@ -23,6 +23,9 @@
 //! `GuestMemory`, `MemError` and `QueueLayout` (from `virtnet::mem` and
 //! `virtnet::queue`) in scope. It only uses `core` and `std::{vec, string}`.
 
+// `% n != 0`, not `is_multiple_of`: the core's MSRV (1.85) predates it.
+#![allow(clippy::manual_is_multiple_of)]
+
 use super::{GuestAddress, GuestMemory, MemError, QueueLayout};
 use core::cell::RefCell;
 use std::string::String;

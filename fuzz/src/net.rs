@@ -132,6 +132,9 @@ pub fn config(offer: u64, qmax_log2: u8, link_up: bool) -> NetConfig {
     }
 }
 
+/// GSO of an RX header: `(kind 0..4, (ecn, (size, hdr_len)))`.
+pub type GsoSpec = (u8, (bool, (u16, u16)));
+
 /// An RX header from input values: the backend's offload metadata.
 #[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RxHdr {
@@ -140,7 +143,7 @@ pub struct RxHdr {
     /// DATA_VALID.
     pub data_valid: bool,
     /// GSO `(kind 0..4, ecn, size, hdr_len)`.
-    pub gso: Option<(u8, (bool, (u16, u16)))>,
+    pub gso: Option<GsoSpec>,
 }
 enc_struct!(RxHdr {
     csum,
