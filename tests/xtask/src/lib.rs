@@ -3,8 +3,10 @@
 //! namespaces, installers).
 
 pub mod bench;
+pub mod bench_dpdk;
 pub mod cpio;
 pub mod ctx;
+pub mod demo;
 pub mod fuzz;
 pub mod guest;
 pub mod install;

@@ -64,10 +64,10 @@ fn main() -> ExitCode {
     let ctx = Ctx::new();
     match cli.command {
         Cmd::Test { suites, list } => test(&ctx, &suites, list),
-        Cmd::Demo => not_implemented("cargo xtask demo"),
+        Cmd::Demo => outcome(xtask::demo::demo(&ctx)),
         Cmd::Bench { which } => match which {
             Bench::Core => outcome(xtask::bench::core(&ctx)),
-            Bench::Dpdk => not_implemented("cargo xtask bench dpdk"),
+            Bench::Dpdk => outcome(xtask::bench_dpdk::bench(&ctx)),
         },
         Cmd::Fuzz { target, minutes } => {
             outcome(xtask::fuzz::command(&ctx, target.as_deref(), minutes))
@@ -75,12 +75,6 @@ fn main() -> ExitCode {
         Cmd::GuestSelftest => outcome(xtask::selftest::guest_selftest(&ctx)),
         Cmd::NetnsSelftest => outcome(xtask::selftest::netns_selftest(&ctx)),
     }
-}
-
-/// Says honestly that a command has no body yet.
-fn not_implemented(what: &str) -> ExitCode {
-    eprintln!("not implemented yet: {what}");
-    ExitCode::from(2)
 }
 
 /// Maps a command's result to an exit status, printing the error.

@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Once};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -87,6 +87,9 @@ fn lock_registry() -> std::sync::MutexGuard<'static, BTreeMap<u64, Undo>> {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Set once the interrupt handler ran.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
 /// Installs (once) a SIGINT/SIGTERM handler that kills every registered
 /// process, deletes every registered namespace and file, and exits with
 /// status 130. Drop guards do not run on a signal; this does their work.
@@ -94,6 +97,7 @@ pub fn install_interrupt_handler() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let r = ctrlc::set_handler(|| {
+            INTERRUPTED.store(true, Ordering::SeqCst);
             eprintln!("\ninterrupted: stopping what was started and cleaning up");
             undo_all();
             eprintln!("cleaned up");
@@ -103,6 +107,21 @@ pub fn install_interrupt_handler() {
             eprintln!("warning: cannot install the Ctrl-C handler: {e}");
         }
     });
+}
+
+/// If the interrupt handler is running (the error at hand comes from the
+/// children it killed, or from the terminal's SIGINT reaching them), waits
+/// for it to finish and exit the process, so its clean-up is not cut short
+/// and no misleading error is printed. Returns at once otherwise.
+pub fn wait_if_interrupted() {
+    // The children may see the terminal's SIGINT a moment before our handler
+    // thread runs.
+    if !INTERRUPTED.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_secs(30));
+    }
 }
 
 /// Undoes everything registered (processes first, then namespaces and files).

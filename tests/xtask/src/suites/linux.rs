@@ -154,6 +154,7 @@ pub fn run(ctx: &Ctx) -> Result<Tally> {
 /// Records a scenario's outcome, with its error if any.
 fn report(tally: &mut Tally, name: &str, r: Result<()>, t: Instant) {
     if let Err(e) = &r {
+        crate::rig::wait_if_interrupted();
         println!("error: {e:#}");
     }
     println!("({:.1} s)", t.elapsed().as_secs_f64());

@@ -14,6 +14,7 @@ pub use crate::ctx::Ctx;
 pub use crate::util::Tally;
 
 mod baremetal;
+mod dpdk;
 mod fuzz;
 mod hvf;
 mod interop;
@@ -45,6 +46,7 @@ pub const SUITES: &[Suite] = &[
     Suite { name: "baremetal", description: "bare-metal aarch64 image under QEMU virt (GICv2/v3, EL1/EL2): virtio-drivers <-> virtnet 10k frames each way, GIC interrupts, hostile guest, defmt", run: baremetal::run },
     Suite { name: "hvf", description: "Hypervisor.framework shim: rlib for aarch64-apple-darwin (+vmnet), macOS clippy, README run-loop example checked, host tests with framework doubles", run: hvf::run },
     Suite { name: "linux", description: "Debian's Linux virtio_net under QEMU (TCG) on virtnet-vhost-user + TAP in a netns: link, ping both ways, 64 MiB TCP each way with SHA-256; defaults, mrg_rxbuf/offloads/event_idx/indirect off, reboot, reconnect", run: linux::run },
+    Suite { name: "dpdk", description: "DPDK testpmd virtio-user (no VM, no hugepages) on virtnet-vhost-user: txonly into null, io loop through loopback, mrg_rxbuf 0/1 x in_order 0/1, --poll; no errors, counters agree", run: dpdk::run },
     Suite { name: "fuzz", description: "every cargo-fuzz target (queue, tx, rx, mmio, net_hdr) 60 s from the seed corpus under ASan; fails on crash, timeout or leak", run: fuzz::run },
 ];
 
