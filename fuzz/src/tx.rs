@@ -239,12 +239,16 @@ fn run_with<const S: usize, const C: usize>(
                 }
                 bufs.push((off, bytes.len() - off));
                 let mut descs = Vec::new();
-                for (o, n) in bufs {
+                for &(o, n) in &bufs {
                     let Some(at) = rig.bump.alloc(n as u64, 1) else {
                         break;
                     };
                     ram.poke(at, &bytes[o..o + n]);
                     descs.push((at, n as u32, false));
+                }
+                if descs.len() < bufs.len() {
+                    // Out of driver memory: the frame is not sent.
+                    continue;
                 }
                 let table = if *indirect {
                     rig.bump.alloc(16 * descs.len() as u64, 16)
