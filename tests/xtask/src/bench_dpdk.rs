@@ -36,7 +36,7 @@ const GUEST_PREFIX: &str = "virtnet-guest";
 /// testpmd's `--file-prefix` for the DPDK vhost side.
 const HOST_PREFIX: &str = "virtnet-host";
 /// Runs per backend and case in the benchmark.
-pub const ROUNDS: usize = 2;
+pub const ROUNDS: usize = 3;
 /// Stats periods (1 s each) left out at the start of each run.
 pub const WARMUP: usize = 2;
 /// Seconds each benchmark run forwards.
@@ -258,6 +258,13 @@ pub fn ensure_dpdk() -> Result<()> {
     ensure_apt(&["dpdk-dev", "util-linux"])
 }
 
+/// Removes the runtime directories testpmd leaves in `/var/run/dpdk`.
+pub fn remove_dpdk_runtime_dirs() {
+    for prefix in [GUEST_PREFIX, HOST_PREFIX] {
+        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(prefix));
+    }
+}
+
 /// A socket path for a run.
 pub fn socket_path(what: &str) -> PathBuf {
     std::env::temp_dir().join(format!("virtnet-{what}-{}.sock", std::process::id()))
@@ -420,6 +427,7 @@ pub fn bench(ctx: &Ctx) -> Result<()> {
         }
         rows.push((*case, samples));
     }
+    remove_dpdk_runtime_dirs();
     println!();
     println!("machine: {}", machine());
     println!(

@@ -829,7 +829,7 @@ impl LinuxRig {
     /// Creates namespace `name` with [`TAP`] at [`HOST_ADDR`]/[`PREFIX`] and
     /// starts `bin --backend tap:TAP` in it (`extra_args` added).
     pub fn start(bin: &Path, name: &str, extra_args: &[&str], echo: bool) -> Result<LinuxRig> {
-        ensure_apt(&["socat", "iproute2", "coreutils"])?;
+        ensure_apt(&["socat", "iproute2", "iputils-ping", "coreutils"])?;
         let ns = Namespace::create(name)?;
         ns.ns.add_tap(TAP)?;
         run_ok(

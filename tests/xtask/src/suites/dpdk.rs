@@ -33,7 +33,8 @@ use anyhow::{ensure, Result};
 
 use super::{Ctx, Tally};
 use crate::bench_dpdk::{
-    ensure_dpdk, run_virtio_user, socket_path, within, Mode, VirtioUser, TX_FIRST_BURST,
+    ensure_dpdk, remove_dpdk_runtime_dirs, run_virtio_user, socket_path, within, Mode, VirtioUser,
+    TX_FIRST_BURST,
 };
 use crate::rig::{build_backend, feature_names, install_interrupt_handler, Backend};
 
@@ -81,6 +82,7 @@ pub fn run(ctx: &Ctx) -> Result<Tally> {
         println!("({:.1} s)", t.elapsed().as_secs_f64());
         tally.record(&name, r.is_ok());
     }
+    remove_dpdk_runtime_dirs();
     println!("dpdk suite: {:.0} s", started.elapsed().as_secs_f64());
     Ok(tally)
 }
