@@ -63,6 +63,8 @@ pub enum ActivateError {
     NoSuchQueue(u16),
     /// The layout failed validation.
     Layout(LayoutError),
+    /// The rings overlap those of another active queue.
+    OverlapsQueue(u16),
 }
 
 impl core::fmt::Display for ActivateError {
@@ -70,11 +72,29 @@ impl core::fmt::Display for ActivateError {
         match self {
             ActivateError::NoSuchQueue(q) => write!(f, "no queue {q}"),
             ActivateError::Layout(e) => write!(f, "{e}"),
+            ActivateError::OverlapsQueue(q) => write!(f, "rings overlap those of queue {q}"),
         }
     }
 }
 
 impl core::error::Error for ActivateError {}
+
+/// Whether any part of one queue's rings overlaps any part of the other's.
+fn rings_overlap(a: &QueueLayout, b: &QueueLayout) -> bool {
+    use crate::wire::ring::{avail_ring_bytes, desc_table_bytes, used_ring_bytes};
+    let parts = |l: &QueueLayout| {
+        [
+            (l.desc_table.0, desc_table_bytes(l.size)),
+            (l.avail_ring.0, avail_ring_bytes(l.size)),
+            (l.used_ring.0, used_ring_bytes(l.size)),
+        ]
+    };
+    parts(a).iter().any(|&(sa, la)| {
+        parts(b)
+            .iter()
+            .any(|&(sb, lb)| sa < sb.saturating_add(lb) && sb < sa.saturating_add(la))
+    })
+}
 
 enum Delivery {
     Delivered,
@@ -178,6 +198,19 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         layout: QueueLayout,
         mem: &M,
     ) -> Result<&mut SplitQueue, ActivateError> {
+        if usize::from(index) >= self.queues.len() {
+            return Err(ActivateError::NoSuchQueue(index));
+        }
+        // Two queues sharing ring memory would each overwrite the other's
+        // used ring: refuse it (a driver never does this).
+        for (other, q) in self.queues.iter().enumerate() {
+            let Some(q) = q else { continue };
+            if other != usize::from(index) && rings_overlap(&q.layout(), &layout) {
+                return Err(ActivateError::OverlapsQueue(
+                    u16::try_from(other).unwrap_or(u16::MAX),
+                ));
+            }
+        }
         let slot = self
             .queues
             .get_mut(usize::from(index))

@@ -762,3 +762,28 @@ fn merged_rx_waiting_for_buffers_returns_and_asks_for_the_right_kick() {
     );
     assert_eq!(rx.used_idx(&mem).unwrap(), 0);
 }
+
+/// A queue whose rings overlap another active queue's is refused (a fuzzer
+/// found two queues sharing one used ring, each overwriting the other's idx).
+#[test]
+fn queues_sharing_ring_memory_are_refused() {
+    let mem = TestMemory::new(0, MEM);
+    let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
+    let (mut dev, rx, _tx) = started(&mem, &pools, base_features(), BackendCaps::default());
+    dev.deactivate_queue(TX_QUEUE);
+    let shared = QueueLayout {
+        size: 16,
+        desc_table: GuestAddress(0x8000),
+        avail_ring: GuestAddress(0x8200),
+        used_ring: rx.layout.used_ring,
+    };
+    assert_eq!(
+        dev.activate_queue(TX_QUEUE, shared, &mem).err(),
+        Some(ActivateError::OverlapsQueue(RX_QUEUE))
+    );
+    let apart = QueueLayout {
+        used_ring: GuestAddress(0x8400),
+        ..shared
+    };
+    assert!(dev.activate_queue(TX_QUEUE, apart, &mem).is_ok());
+}
