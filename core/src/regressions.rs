@@ -260,3 +260,34 @@ fn rx_regress_merged_frame_larger_than_all_buffers_does_not_spin() {
     dev.reset();
     assert_eq!(pools.0.available(), pools.0.capacity());
 }
+
+/// queue fuzz target, oracle failure (input
+/// `fuzz/corpus/queue/regress-avail-event-after-avail-idx-decrement`, fixed
+/// in f2aec1b): the driver made chains available, the device consumed some,
+/// then the driver moved avail idx back. `enable_notifications` wrote the
+/// avail idx it had seen before, past the one now published: the driver
+/// would not kick for the next chains it adds below that index. avail_event
+/// must be an index the driver has not passed: in `[next_avail, avail idx]`.
+#[test]
+fn queue_regress_avail_event_is_not_past_a_decremented_avail_idx() {
+    let tm = TestMemory::new(0, MEM);
+    let mut d = TestDriver::new(&tm, RING, 8).unwrap();
+    let f = QueueFeatures {
+        event_idx: true,
+        indirect: false,
+    };
+    let mut q = SplitQueue::new(d.layout, f, 8, &tm).unwrap();
+    for i in 0..3 {
+        d.add_chain(&tm, &[(BUF + 0x100 * i, 64, true)]).unwrap();
+    }
+    d.publish(&tm).unwrap();
+    let mut c: DescriptorChain = DescriptorChain::new();
+    let Ok(Some(Popped::Chain(h))) = q.pop(&tm, &mut c) else {
+        panic!("no chain")
+    };
+    q.add_used(&tm, h, 0).unwrap();
+    d.set_avail_idx(&tm, 1).unwrap();
+    assert_eq!(q.enable_notifications(&tm), Ok(false));
+    let ev = d.avail_event(&tm).unwrap();
+    assert_eq!(ev, 1, "avail_event {ev} is past avail idx 1");
+}
