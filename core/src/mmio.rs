@@ -207,6 +207,11 @@ impl<
         layout: QueueLayout,
         mem: &M,
     ) -> Result<(), ActivateError> {
+        // Two queues sharing ring memory would each overwrite the other's
+        // used ring: refuse it (a driver never does this; I-NET-11).
+        if let Some(other) = self.overlapping_queue(index, &layout) {
+            return Err(ActivateError::OverlapsQueue(other));
+        }
         NetDevice::activate_queue(self, index, layout, mem).map(|_| ())
     }
     fn process_queue<N: Notifier + ?Sized>(

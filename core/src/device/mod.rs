@@ -80,7 +80,7 @@ impl core::fmt::Display for ActivateError {
 impl core::error::Error for ActivateError {}
 
 /// Whether any part of one queue's rings overlaps any part of the other's.
-fn rings_overlap(a: &QueueLayout, b: &QueueLayout) -> bool {
+pub(crate) fn rings_overlap(a: &QueueLayout, b: &QueueLayout) -> bool {
     use crate::wire::ring::{avail_ring_bytes, desc_table_bytes, used_ring_bytes};
     let parts = |l: &QueueLayout| {
         [
@@ -198,19 +198,6 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         layout: QueueLayout,
         mem: &M,
     ) -> Result<&mut SplitQueue, ActivateError> {
-        if usize::from(index) >= self.queues.len() {
-            return Err(ActivateError::NoSuchQueue(index));
-        }
-        // Two queues sharing ring memory would each overwrite the other's
-        // used ring: refuse it (a driver never does this).
-        for (other, q) in self.queues.iter().enumerate() {
-            let Some(q) = q else { continue };
-            if other != usize::from(index) && rings_overlap(&q.layout(), &layout) {
-                return Err(ActivateError::OverlapsQueue(
-                    u16::try_from(other).unwrap_or(u16::MAX),
-                ));
-            }
-        }
         let slot = self
             .queues
             .get_mut(usize::from(index))
@@ -229,6 +216,15 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             return Ok(slot.insert(q2));
         }
         Ok(slot.insert(q))
+    }
+
+    /// The active queue (other than `index`) whose rings overlap `layout`.
+    pub fn overlapping_queue(&self, index: u16, layout: &QueueLayout) -> Option<u16> {
+        self.queues.iter().enumerate().find_map(|(other, q)| {
+            let q = q.as_ref()?;
+            (other != usize::from(index) && rings_overlap(&q.layout(), layout))
+                .then(|| u16::try_from(other).unwrap_or(u16::MAX))
+        })
     }
 
     /// Stop a queue and hand back its state (vhost-user `GET_VRING_BASE`).

@@ -368,13 +368,11 @@ impl Virtqueue for SplitQueue {
         mem: &M,
     ) -> Result<bool, QueueError> {
         self.check()?;
-        // Ask for a kick at the driver's current avail idx: `next_avail`
-        // after a drain, beyond it when the device gave chains back while
-        // waiting for more (merged RX). Read it fresh, so the value is one
-        // the driver has really published.
+        // Ask for a kick at the next index beyond what was already seen:
+        // that is `next_avail` after a drain, and beyond it when the device
+        // gave chains back while waiting for more (merged RX).
         let r = if self.features.event_idx {
-            let idx = self.refresh_avail(mem)?;
-            mem.write_u16(self.avail_event_addr(), idx)
+            mem.write_u16(self.avail_event_addr(), self.avail_shadow)
         } else {
             mem.write_u16(self.used_flags_addr(), 0)
         };

@@ -179,7 +179,7 @@ fn loopback_frames_come_back_intact_across_two_connections_without_leaks() {
         queue_size_max: 1024,
         ..NetConfig::default()
     };
-    let server = TestServer::start("e2e", open_loopback(64), net);
+    let server = TestServer::start("e2e", open_loopback(1024), net);
     let fds_before = count_fds();
 
     connection(
