@@ -185,10 +185,19 @@ pub fn build(ctx: &Ctx) -> Result<()> {
 
 /// Fuzz `target` for `secs` seconds from the seed corpus, quietly (the
 /// log goes to a file); a failure is reported in the result, not as an
-/// error.
-pub fn run_target(ctx: &Ctx, target: &str, secs: u64) -> Result<Run> {
+/// error. `fresh`: start from the seeds alone (an empty working corpus, as
+/// the suite does), else go on growing `fuzz/target/corpus/<target>`.
+pub fn run_target(ctx: &Ctx, target: &str, secs: u64, fresh: bool) -> Result<Run> {
     let dir = fuzz_dir(ctx);
-    let work = dir.join("target/corpus").join(target);
+    let work = if fresh {
+        let w = dir.join("target/suite-corpus").join(target);
+        if w.exists() {
+            std::fs::remove_dir_all(&w).with_context(|| format!("clearing {}", w.display()))?;
+        }
+        w
+    } else {
+        dir.join("target/corpus").join(target)
+    };
     let seeds = dir.join("corpus").join(target);
     let logs = dir.join("target/logs");
     std::fs::create_dir_all(&work)?;
@@ -263,7 +272,7 @@ pub fn command(ctx: &Ctx, target: Option<&str>, minutes: u32) -> Result<()> {
     let secs = u64::from(minutes.max(1)) * 60;
     let mut runs = Vec::new();
     for t in &chosen {
-        let r = run_target(ctx, t, secs)?;
+        let r = run_target(ctx, t, secs, false)?;
         println!("{}", r.summary());
         runs.push(r);
     }

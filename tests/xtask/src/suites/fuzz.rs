@@ -22,7 +22,7 @@ pub fn run(ctx: &Ctx) -> Result<Tally> {
     let mut tally = run_cargo_tests(&mut cmd)?;
     build(ctx)?;
     for t in targets(ctx)? {
-        let r = run_target(ctx, &t, SECS)?;
+        let r = run_target(ctx, &t, SECS, true)?;
         tally.record(&r.summary(), r.failure.is_none() && r.execs > 0);
     }
     Ok(tally)
