@@ -31,10 +31,17 @@ use crate::install::ensure_apt;
 use crate::rig::{build_backend, install_interrupt_handler, Backend, Proc, TempFile};
 use crate::util::capture_stdout;
 
-/// testpmd's `--file-prefix` for the virtio-user side.
+/// testpmd's `--file-prefix` for the virtio-user side (our pid is added:
+/// two testpmds with one prefix refuse to start, and another checkout may
+/// run this harness at the same time).
 const GUEST_PREFIX: &str = "virtnet-guest";
-/// testpmd's `--file-prefix` for the DPDK vhost side.
+/// testpmd's `--file-prefix` for the DPDK vhost side (our pid is added).
 const HOST_PREFIX: &str = "virtnet-host";
+
+/// `PREFIX-<our pid>`.
+fn file_prefix(prefix: &str) -> String {
+    format!("{prefix}-{}", std::process::id())
+}
 /// Runs per backend and case in the benchmark.
 pub const ROUNDS: usize = 3;
 /// Stats periods (1 s each) left out at the start of each run.
@@ -89,7 +96,7 @@ impl VirtioUser {
             "1024",
             "--no-pci",
             "--single-file-segments",
-            &format!("--file-prefix={GUEST_PREFIX}"),
+            &format!("--file-prefix={}", file_prefix(GUEST_PREFIX)),
             "-l",
             "0,1",
             "--main-lcore",
@@ -124,7 +131,7 @@ pub fn dpdk_vhost_command(socket: &Path, mode: Mode) -> Command {
         "-m",
         "1024",
         "--no-pci",
-        &format!("--file-prefix={HOST_PREFIX}"),
+        &format!("--file-prefix={}", file_prefix(HOST_PREFIX)),
         "-l",
         "0,1",
         "--main-lcore",
@@ -261,7 +268,7 @@ pub fn ensure_dpdk() -> Result<()> {
 /// Removes the runtime directories testpmd leaves in `/var/run/dpdk`.
 pub fn remove_dpdk_runtime_dirs() {
     for prefix in [GUEST_PREFIX, HOST_PREFIX] {
-        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(prefix));
+        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(file_prefix(prefix)));
     }
 }
 

@@ -24,7 +24,7 @@ use crate::rig::{
 
 /// MiB sent each way.
 const MIB: u64 = 32;
-/// The demo's network namespace.
+/// The demo's network namespace (our pid is added).
 const NETNS: &str = "virtnet-demo";
 
 /// What each feature the demo can show means, in a few words.
@@ -120,10 +120,12 @@ fn run(ctx: &Ctx) -> Result<()> {
         3,
         STEPS,
         &format!(
-            "Network namespace {NETNS} with TAP {TAP} at {HOST_ADDR}/{PREFIX}; starting virtnet-vhost-user on it"
+            "A network namespace with TAP {TAP} at {HOST_ADDR}/{PREFIX}; virtnet-vhost-user on that TAP"
         ),
     );
     let mut rig = LinuxRig::start(&bin, NETNS, &[], false)?;
+    let netns = rig.ns.ns.name().to_string();
+    println!("    namespace: {netns}");
     if let Some(l) = rig.backend.proc.output().lines().next() {
         println!("    {l}");
     }
@@ -226,7 +228,7 @@ fn run(ctx: &Ctx) -> Result<()> {
     }
     drop(rig);
     println!(
-        "\ndone in {:.0} s; QEMU, the backend and namespace {NETNS} are gone.",
+        "\ndone in {:.0} s; QEMU, the backend and namespace {netns} are gone.",
         started.elapsed().as_secs_f64()
     );
     Ok(())

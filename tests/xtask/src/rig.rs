@@ -826,10 +826,14 @@ const PORT_TO_HOST: u16 = 5001;
 const PORT_TO_GUEST: u16 = 5002;
 
 impl LinuxRig {
-    /// Creates namespace `name` with [`TAP`] at [`HOST_ADDR`]/[`PREFIX`] and
-    /// starts `bin --backend tap:TAP` in it (`extra_args` added).
+    /// Creates namespace `<name>-<our pid>` (unique: another checkout may
+    /// run the same suite at the same time) with [`TAP`] at
+    /// [`HOST_ADDR`]/[`PREFIX`] and starts `bin --backend tap:TAP` in it
+    /// (`extra_args` added).
     pub fn start(bin: &Path, name: &str, extra_args: &[&str], echo: bool) -> Result<LinuxRig> {
         ensure_apt(&["socat", "iproute2", "iputils-ping", "coreutils"])?;
+        let name = format!("{name}-{}", std::process::id());
+        let name = name.as_str();
         let ns = Namespace::create(name)?;
         ns.ns.add_tap(TAP)?;
         run_ok(
@@ -837,7 +841,7 @@ impl LinuxRig {
                 .ns
                 .ip(&["addr", "add", &format!("{HOST_ADDR}/{PREFIX}"), "dev", TAP]),
         )?;
-        let socket = std::env::temp_dir().join(format!("{name}-{}.sock", std::process::id()));
+        let socket = std::env::temp_dir().join(format!("{name}.sock"));
         let backend_spec = format!("--backend=tap:{TAP}");
         let mac = format!("--mac={GUEST_MAC}");
         let mut args = vec![backend_spec.as_str(), mac.as_str()];

@@ -39,7 +39,8 @@ use crate::rig::{
 
 /// MiB moved each way per scenario.
 const MIB: u64 = 64;
-/// The namespace the suite creates (deleted again after each scenario).
+/// The namespace the suite creates, `<NETNS>-<pid>` (deleted again after
+/// each scenario).
 const NETNS: &str = "virtnet-linux";
 
 /// A scenario: QEMU device options and what the negotiated features must
