@@ -302,6 +302,12 @@ impl<'p, B: HostBackend, const SLOT: usize, const COUNT: usize> DeviceState<'p, 
         let Some(mem) = self.mem.as_ref() else {
             return Ok(());
         };
+        // Two queues sharing ring memory would let one queue's used writes
+        // rewrite the other's descriptors (I-HOST-11, as on virtio-mmio).
+        if let Some(other) = self.dev.overlapping_queue(idx, &layout) {
+            log::warn!("queue {i}: refused: its rings overlap queue {other}'s");
+            return Err(VuError::InvalidParam);
+        }
         let q = self.dev.activate_queue(idx, layout, mem).map_err(|e| {
             log::warn!("queue {i}: refused: {e}");
             VuError::InvalidParam

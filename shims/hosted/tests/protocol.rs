@@ -14,6 +14,8 @@ use vhost::vhost_user::VhostUserFrontend;
 use vhost::VhostBackend;
 use virtnet::device::NetConfig;
 use virtnet::features::Features;
+use virtnet::testing::TestDriver;
+use vmm_sys_util::eventfd::EventFd;
 
 fn server(tag: &str) -> TestServer {
     TestServer::start(tag, open_loopback(64), NetConfig::default())
@@ -94,6 +96,49 @@ fn new_memory_table_while_rings_run_keeps_the_rings_going() {
     assert_eq!(st.tx_packets, 300);
     assert_eq!(st.rx_packets, 300);
     assert_eq!(st.queue_errors, 0);
+}
+
+#[test]
+fn a_ring_overlapping_the_other_queues_is_refused() {
+    // I-HOST-11: queue 0 runs; queue 1 is then given queue 0's ring
+    // addresses, and the backend refuses to start it: the request fails
+    // (the frontend did not negotiate REPLY_ACK, so the refusal closes the
+    // connection, I-HOST-5) and the next frontend is served.
+    let s = server("overlap");
+    let mut f = connect(&s.path, 2);
+    negotiate(&mut f, Features::VERSION_1);
+    let g = Guest::new();
+    f.set_mem_table(&[g.region()]).unwrap();
+    let rx = TestDriver::new(&g.mem, RX_RING, QSIZE).unwrap();
+    let flags = libc::EFD_NONBLOCK | libc::EFD_CLOEXEC;
+    let kick = [EventFd::new(flags).unwrap(), EventFd::new(flags).unwrap()];
+    let call = [EventFd::new(flags).unwrap(), EventFd::new(flags).unwrap()];
+    let mut start = |f: &mut vhost::vhost_user::Frontend, q: usize| {
+        f.set_vring_num(q, QSIZE).unwrap();
+        f.set_vring_base(q, 0).unwrap();
+        f.set_vring_addr(q, &ring_config(&rx)).unwrap();
+        f.set_vring_call(q, &call[q]).unwrap();
+        f.set_vring_enable(q, true).unwrap();
+        f.set_vring_kick(q, &kick[q])
+    };
+    start(&mut f, 0).unwrap();
+    // The messages are handled in order: once GET_QUEUE_NUM is answered,
+    // the kick before it was.
+    f.get_queue_num().unwrap();
+    s.handle.with_state(|st| {
+        assert!(st.queue_running(0), "queue 0 runs on its own rings");
+        assert!(!st.queue_running(1));
+    });
+    // The refusal is only seen as a closed connection by the next request.
+    let _ = start(&mut f, 1);
+    assert!(
+        f.get_queue_num().is_err(),
+        "the connection survived the refused ring"
+    );
+    s.wait_closed(1);
+    assert_eq!(s.handle.stats().queue_errors, 0);
+    drop(f);
+    assert_alive(&s);
 }
 
 #[test]
