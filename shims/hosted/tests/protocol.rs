@@ -113,7 +113,7 @@ fn a_ring_overlapping_the_other_queues_is_refused() {
     let flags = libc::EFD_NONBLOCK | libc::EFD_CLOEXEC;
     let kick = [EventFd::new(flags).unwrap(), EventFd::new(flags).unwrap()];
     let call = [EventFd::new(flags).unwrap(), EventFd::new(flags).unwrap()];
-    let mut start = |f: &mut vhost::vhost_user::Frontend, q: usize| {
+    let start = |f: &mut vhost::vhost_user::Frontend, q: usize| {
         f.set_vring_num(q, QSIZE).unwrap();
         f.set_vring_base(q, 0).unwrap();
         f.set_vring_addr(q, &ring_config(&rx)).unwrap();
