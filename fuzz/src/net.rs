@@ -52,6 +52,29 @@ pub fn assert_pool_full<const S: usize, const C: usize>(p: &FramePool<S, C>, wha
     );
 }
 
+/// Assert the pools' accounting between calls (I-FUZZ-4, I-POOL-5): the
+/// device holds at most one idle slot per direction plus the RX frame
+/// waiting for buffers (`held` from `NetDevice::pool_slots_held`), and every
+/// other slot is free.
+pub fn assert_pools_accounted<const S: usize, const C: usize>(
+    rx: &FramePool<S, C>,
+    tx: &FramePool<S, C>,
+    held: (usize, usize),
+    what: &str,
+) {
+    assert!(held.0 <= 2 && held.1 <= 1, "{what}: device holds {held:?}");
+    assert_eq!(
+        rx.available() + held.0,
+        rx.capacity(),
+        "{what}: RX pool slots lost"
+    );
+    assert_eq!(
+        tx.available() + held.1,
+        tx.capacity(),
+        "{what}: TX pool slots lost"
+    );
+}
+
 /// The bytes of frame number `seq`, `len` long: every frame differs from
 /// every other of the same length.
 pub fn frame_bytes(seq: u32, len: usize) -> Vec<u8> {

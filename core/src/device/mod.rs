@@ -124,6 +124,11 @@ pub struct NetDevice<
     tx_pool: &'p FramePool<SLOT, COUNT>,
     queues: [Option<SplitQueue>; 2],
     pending_rx: Option<(Frame<'p, SLOT, COUNT>, NetHdrRepr)>,
+    /// An idle TX slot kept from one processing call to the next (a pool
+    /// round trip costs two critical sections per call).
+    tx_slot: Option<Frame<'p, SLOT, COUNT>>,
+    /// An idle RX slot kept likewise (the next frame is received into it).
+    rx_slot: Option<Frame<'p, SLOT, COUNT>>,
     active: bool,
     polling: bool,
     needs_reset: bool,
@@ -155,6 +160,8 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             tx_pool,
             queues: [None, None],
             pending_rx: None,
+            tx_slot: None,
+            rx_slot: None,
             active: false,
             polling: false,
             needs_reset: false,
@@ -265,11 +272,13 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         }
     }
 
-    /// Reset (§2.4): drop the queues and any frame in hand, forget the
-    /// negotiated features. Nothing is written to guest memory afterwards.
+    /// Reset (§2.4): drop the queues and any frame in hand, give every pool
+    /// slot back, forget the negotiated features. Nothing is written to
+    /// guest memory afterwards.
     pub fn reset(&mut self) {
         self.queues = [None, None];
         self.pending_rx = None;
+        self.release_slots();
         self.negotiated = Features::empty();
         self.hdr_len = header_len(Features::VERSION_1);
         self.active = false;
@@ -342,6 +351,28 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
     /// Whether an RX frame is waiting for guest buffers.
     pub fn rx_pending(&self) -> bool {
         self.pending_rx.is_some()
+    }
+
+    /// Pool slots the device holds between calls: `(rx, tx)`. RX: the
+    /// frame waiting for buffers, if any, and one idle slot; TX: one idle
+    /// slot. Each idle slot is taken the first time a call needs it and
+    /// kept, so steady traffic costs no pool round trip (I-POOL-5).
+    /// [`NetDevice::reset`] and [`NetDevice::release_slots`] give them back,
+    /// after which the pools are as full as before the device ran.
+    pub fn pool_slots_held(&self) -> (usize, usize) {
+        (
+            usize::from(self.pending_rx.is_some())
+                .saturating_add(usize::from(self.rx_slot.is_some())),
+            usize::from(self.tx_slot.is_some()),
+        )
+    }
+
+    /// Give the idle slots (not a waiting RX frame) back to their pools,
+    /// for an embedder that shares the pools between devices and wants
+    /// them back while this one is quiet.
+    pub fn release_slots(&mut self) {
+        self.tx_slot = None;
+        self.rx_slot = None;
     }
 
     /// Process a queue after a kick (QueueNotify / kick eventfd). Spurious
@@ -444,10 +475,22 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         mem: &M,
         budget: usize,
     ) -> Result<Progress, QueueError> {
+        // One pool slot serves every frame, kept across calls: a pool round
+        // trip costs two critical sections.
+        let mut slot = self.tx_slot.take();
+        let r = self.tx_frames(q, mem, budget, &mut slot);
+        self.tx_slot = slot;
+        r
+    }
+
+    fn tx_frames<M: GuestMemory + ?Sized>(
+        &mut self,
+        q: &mut SplitQueue,
+        mem: &M,
+        budget: usize,
+        slot: &mut Option<Frame<'p, SLOT, COUNT>>,
+    ) -> Result<Progress, QueueError> {
         let mut chain: DescriptorChain = DescriptorChain::new();
-        // One pool slot serves every frame of the call: a pool round trip
-        // per frame costs two critical sections.
-        let mut slot: Option<Frame<'p, SLOT, COUNT>> = None;
         let mut handled = 0usize;
         loop {
             while handled < budget {
@@ -459,7 +502,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                         q.add_used(mem, head, 0)?;
                     }
                     Some(Popped::Chain(head)) => {
-                        self.tx_one(mem, &chain, &mut slot);
+                        self.tx_one(mem, &chain, slot);
                         q.add_used(mem, head, 0)?;
                     }
                 }
@@ -503,14 +546,20 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             return;
         }
         // Read the header exactly once, whatever its split (CVE-2022-2132).
-        let mut raw = [0u8; 12];
-        let Some(hbuf) = raw.get_mut(..hdr_len) else {
-            return;
+        let raw = if hdr_len == 12 {
+            chain.read_array::<M, 12>(mem, 0)
+        } else {
+            let mut raw = [0u8; 12];
+            let got = match raw.get_mut(..hdr_len) {
+                Some(h) => chain.read_at(mem, 0, h),
+                None => Ok(0),
+            };
+            matches!(got, Ok(n) if n == hdr_len).then_some(raw)
         };
-        if chain.read_at(mem, 0, hbuf) != Ok(hdr_len) {
+        let Some(raw) = raw else {
             self.stats.tx_malformed_frames = self.stats.tx_malformed_frames.saturating_add(1);
             return;
-        }
+        };
         let hdr = VirtioNetHdr::read_from_bytes(&raw).unwrap_or_default();
         let mut repr = match NetHdrRepr::parse_tx(&hdr, frame_len, self.negotiated) {
             Ok(r) => r,
@@ -531,7 +580,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             Some(dst) => chain.read_at(mem, hdr_len, dst),
             None => return,
         };
-        if copied != Ok(frame_len) || !frame.set_len(frame_len) {
+        if !matches!(copied, Ok(n) if n == frame_len) || !frame.set_len(frame_len) {
             self.stats.tx_malformed_frames = self.stats.tx_malformed_frames.saturating_add(1);
             return;
         }
@@ -638,16 +687,28 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         mem: &M,
         budget: usize,
     ) -> Result<Progress, QueueError> {
+        // The slot of a delivered frame receives the next one, and is kept
+        // across calls (a pool round trip costs two critical sections).
+        let mut cur = self.rx_slot.take();
+        let r = self.rx_frames(q, mem, budget, &mut cur);
+        self.rx_slot = cur;
+        r
+    }
+
+    fn rx_frames<M: GuestMemory + ?Sized>(
+        &mut self,
+        q: &mut SplitQueue,
+        mem: &M,
+        budget: usize,
+        cur: &mut Option<Frame<'p, SLOT, COUNT>>,
+    ) -> Result<Progress, QueueError> {
         let mut handled = 0usize;
         let mut retries = 0usize;
         // Made once per call, not per frame (each is a kilobyte).
         let mut first: DescriptorChain = DescriptorChain::new();
         let mut chain: DescriptorChain = DescriptorChain::new();
-        // The slot of a delivered frame receives the next one (a pool round
-        // trip per frame costs two critical sections).
-        let mut cur: Option<Frame<'p, SLOT, COUNT>> = None;
         while handled < budget {
-            let hdr = match self.next_rx_frame(&mut cur) {
+            let hdr = match self.next_rx_frame(cur) {
                 Ok(Some(h)) => h,
                 Ok(None) => {
                     return Ok(Progress {
@@ -755,9 +816,9 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                 return Ok(Delivery::Dropped);
             }
             let (h, hl) = self.header_bytes(hdr, 1);
-            let wrote_hdr = chain.write_at(mem, 0, h.get(..hl).unwrap_or(&[]));
+            let wrote_hdr = write_header(chain, mem, &h, hl);
             let wrote = chain.write_at(mem, hl, frame);
-            if wrote_hdr != Ok(hl) || wrote != Ok(frame.len()) {
+            if !wrote_hdr || !matches!(wrote, Ok(n) if n == frame.len()) {
                 // The buffers were validated; memory vanished under us.
                 q.add_used(mem, head, 0)?;
                 return Ok(Delivery::Dropped);
@@ -841,7 +902,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         }
         let count = u16::try_from(heads.len()).unwrap_or(u16::MAX);
         let (h, _) = self.header_bytes(hdr, count);
-        if first.write_at(mem, 0, h.get(..hl).unwrap_or(&[])) != Ok(hl) {
+        if !write_header(first, mem, &h, hl) {
             return self.abort_merged(q, mem, heads, None);
         }
         // In buffer order, without moving the 2 KiB vector into an iterator.
@@ -870,6 +931,24 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         }
         Ok(Delivery::Dropped)
     }
+}
+
+/// Write the first `hl` bytes of `h` at the start of the chain's writable
+/// part; whether all of them were written. The usual 12-byte header is a
+/// constant-length write (plain stores, no `memcpy` call).
+#[inline]
+fn write_header<M: GuestMemory + ?Sized>(
+    chain: &DescriptorChain,
+    mem: &M,
+    h: &[u8; 12],
+    hl: usize,
+) -> bool {
+    let r = if hl == 12 {
+        chain.write_at(mem, 0, h)
+    } else {
+        chain.write_at(mem, 0, h.get(..hl).unwrap_or(&[]))
+    };
+    matches!(r, Ok(n) if n == hl)
 }
 
 #[cfg(test)]

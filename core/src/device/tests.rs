@@ -472,6 +472,11 @@ fn case46_49_rx_waits_for_buffers_then_resumes_without_loss() {
     dev.process_rx(&mem, &mut n, 16);
     assert_eq!(dev.stats().rx_packets, 3);
     assert!(!dev.rx_pending());
+    // I-POOL-5: one idle RX slot is kept for the next frame, and counted.
+    assert_eq!(dev.pool_slots_held(), (1, 0));
+    assert_eq!(pools.0.available(), 3);
+    dev.release_slots();
+    assert_eq!(dev.pool_slots_held(), (0, 0));
     assert_eq!(pools.0.available(), 4);
 }
 

@@ -136,6 +136,39 @@ impl<const S: usize> DescriptorChain<S> {
         self.walked
     }
 
+    /// Read `L` device-readable bytes at `offset` into an array: exactly
+    /// `L` or `None` (the readable part is shorter). A constant length
+    /// inside the first segment compiles to plain loads.
+    #[inline]
+    pub fn read_array<M: GuestMemory + ?Sized, const L: usize>(
+        &self,
+        mem: &M,
+        offset: usize,
+    ) -> Option<[u8; L]> {
+        let mut out = [0u8; L];
+        if let Some(addr) = self.inside_first(false, offset, L) {
+            return mem.read(addr, &mut out).ok().map(|()| out);
+        }
+        match self.read_at(mem, offset, &mut out) {
+            Ok(n) if n == L => Some(out),
+            _ => None,
+        }
+    }
+
+    /// The guest address of `[offset, offset + len)` when that range lies
+    /// inside the first readable (`writable == false`) or first writable
+    /// segment.
+    #[inline]
+    fn inside_first(&self, writable: bool, offset: usize, len: usize) -> Option<GuestAddress> {
+        let i = if writable { self.first_writable } else { 0 };
+        let s = self.segments.get(i)?;
+        if s.writable != writable || offset.checked_add(len)? > s.len as usize {
+            return None;
+        }
+        // Cannot overflow: the walk checked `addr + len` for the segment.
+        s.addr.checked_add(offset as u64)
+    }
+
     fn clear(&mut self) {
         self.segments.clear();
         self.first_writable = 0;
@@ -154,6 +187,12 @@ impl<const S: usize> DescriptorChain<S> {
         offset: usize,
         dst: &mut [u8],
     ) -> Result<usize, MemError> {
+        // Fast path: the range lies inside the first readable segment (a
+        // one-descriptor chain, or the header of any chain).
+        if let Some(addr) = self.inside_first(false, offset, dst.len()) {
+            mem.read(addr, dst)?;
+            return Ok(dst.len());
+        }
         copy_segments(self.readable(), offset, dst.len(), |addr, pos, n| {
             let d = dst.get_mut(pos..pos.saturating_add(n)).unwrap_or(&mut []);
             mem.read(addr, d)
@@ -170,6 +209,11 @@ impl<const S: usize> DescriptorChain<S> {
         offset: usize,
         src: &[u8],
     ) -> Result<usize, MemError> {
+        // Fast path: the range lies inside the first writable segment.
+        if let Some(addr) = self.inside_first(true, offset, src.len()) {
+            mem.write(addr, src)?;
+            return Ok(src.len());
+        }
         copy_segments(self.writable(), offset, src.len(), |addr, pos, n| {
             let s = src.get(pos..pos.saturating_add(n)).unwrap_or(&[]);
             mem.write(addr, s)

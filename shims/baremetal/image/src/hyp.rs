@@ -310,11 +310,13 @@ fn stat(h: &Hyp, which: u64) -> u64 {
         (Stat::Negotiated, dev.negotiated_features().bits()),
         (Stat::NeedsReset, u64::from(dev.needs_reset())),
         (Stat::RxCredit, b.rx_credit),
-        (
-            Stat::PoolDeficit,
-            (RX_POOL.capacity() + TX_POOL.capacity() - RX_POOL.available() - TX_POOL.available())
-                as u64,
-        ),
+        (Stat::PoolDeficit, {
+            // Slots neither free nor held by the device (I-POOL-5).
+            let (rx_held, tx_held) = dev.pool_slots_held();
+            (RX_POOL.capacity() + TX_POOL.capacity())
+                .wrapping_sub(RX_POOL.available() + TX_POOL.available() + rx_held + tx_held)
+                as u64
+        }),
     ];
     table
         .iter()
