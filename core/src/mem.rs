@@ -156,6 +156,33 @@ pub trait GuestMemory {
     fn write_u16(&self, addr: GuestAddress, v: u16) -> Result<(), MemError> {
         self.write(addr, &v.to_le_bytes())
     }
+
+    /// A hint that the cache line holding `addr` will be accessed soon:
+    /// an implementation may start loading it. It has no effect on what any
+    /// access returns, never fails and never faults, whatever `addr` is.
+    /// The default does nothing; [`RegionMemory`](region::RegionMemory)
+    /// issues a prefetch instruction on x86_64 and aarch64.
+    #[inline]
+    fn prefetch(&self, addr: GuestAddress) {
+        let _ = addr;
+    }
+
+    /// As [`GuestMemory::prefetch`], for a line the device will write (the
+    /// CPU may fetch it for ownership). The default does nothing.
+    #[inline]
+    fn prefetch_for_write(&self, addr: GuestAddress) {
+        let _ = addr;
+    }
+
+    /// A read whose result only decides what to prefetch: it is never
+    /// trusted, validated or kept (the queue reads the same bytes again
+    /// when it takes the chain). The default is [`GuestMemory::read`]; a
+    /// wrapper that infers the device's actions from its reads (the fuzz
+    /// oracle's recording memory) tells these apart.
+    #[inline]
+    fn read_hint(&self, addr: GuestAddress, dst: &mut [u8]) -> Result<(), MemError> {
+        self.read(addr, dst)
+    }
 }
 
 impl<M: GuestMemory + ?Sized> GuestMemory for &M {
@@ -178,6 +205,18 @@ impl<M: GuestMemory + ?Sized> GuestMemory for &M {
     #[inline]
     fn store_u16_release(&self, addr: GuestAddress, value: u16) -> Result<(), MemError> {
         (**self).store_u16_release(addr, value)
+    }
+    #[inline]
+    fn prefetch(&self, addr: GuestAddress) {
+        (**self).prefetch(addr)
+    }
+    #[inline]
+    fn prefetch_for_write(&self, addr: GuestAddress) {
+        (**self).prefetch_for_write(addr)
+    }
+    #[inline]
+    fn read_hint(&self, addr: GuestAddress, dst: &mut [u8]) -> Result<(), MemError> {
+        (**self).read_hint(addr, dst)
     }
 }
 

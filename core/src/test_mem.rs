@@ -61,4 +61,10 @@ impl GuestMemory for TestMemory {
     fn store_u16_release(&self, a: GuestAddress, v: u16) -> Result<(), MemError> {
         self.mem.store_u16_release(a, v)
     }
+    fn prefetch(&self, a: GuestAddress) {
+        self.mem.prefetch(a)
+    }
+    fn prefetch_for_write(&self, a: GuestAddress) {
+        self.mem.prefetch_for_write(a)
+    }
 }

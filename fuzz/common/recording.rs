@@ -486,6 +486,11 @@ impl<M: GuestMemory> GuestMemory for RecordingMemory<M> {
         self.inner.check_range(addr, len)
     }
 
+    /// A prefetch hint's read is not a pop: not recorded.
+    fn read_hint(&self, addr: GuestAddress, dst: &mut [u8]) -> Result<(), MemError> {
+        self.inner.read(addr, dst)
+    }
+
     fn load_u16_acquire(&self, addr: GuestAddress) -> Result<u16, MemError> {
         self.inner.load_u16_acquire(addr)
     }

@@ -494,6 +494,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         let mut handled = 0usize;
         loop {
             while handled < budget {
+                q.prefetch_ahead(mem, false);
                 match q.pop(mem, &mut chain)? {
                     None => break,
                     Some(Popped::Malformed(head, _)) => {
@@ -795,6 +796,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         chain: &mut DescriptorChain,
     ) -> Result<Delivery, QueueError> {
         loop {
+            q.prefetch_ahead(mem, true);
             let head = match q.pop(mem, chain)? {
                 None => return Ok(Delivery::NoBuffers),
                 Some(Popped::Malformed(head, _)) => {
@@ -858,6 +860,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             let is_first = heads.is_empty();
             // The first buffer stays in `first` for the header, written last.
             let chain: &mut DescriptorChain = if is_first { &mut *first } else { &mut *chain };
+            q.prefetch_ahead(mem, true);
             let popped = q.pop(mem, chain)?;
             let head = match popped {
                 None => {

@@ -318,6 +318,68 @@ impl<const N: usize> GuestMemory for RegionMemory<N> {
             .store(value.to_le(), Ordering::Release);
         Ok(())
     }
+
+    #[inline]
+    fn prefetch(&self, addr: GuestAddress) {
+        if let Some(p) = self.in_one_region(addr.0, 1) {
+            prefetch_line(p, false);
+        }
+    }
+
+    #[inline]
+    fn prefetch_for_write(&self, addr: GuestAddress) {
+        if let Some(p) = self.in_one_region(addr.0, 1) {
+            prefetch_line(p, true);
+        }
+    }
+}
+
+/// Ask the CPU to start loading the cache line at `p`, for writing when
+/// `write` (a hint: no architectural effect, never faults).
+#[inline(always)]
+fn prefetch_line(p: *const u8, write: bool) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        if write {
+            // SAFETY: `prefetchw` only hints the cache (fetch for ownership);
+            // it dereferences nothing, cannot fault and changes no
+            // architectural state, whatever the address. CPUs without it
+            // execute the opcode (0F 0D /1) as a NOP.
+            unsafe {
+                core::arch::asm!(
+                    "prefetchw [{p}]",
+                    p = in(reg) p,
+                    options(nostack, preserves_flags, readonly)
+                )
+            };
+        } else {
+            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            // SAFETY: `prefetcht0` only hints the cache; as above.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
+        }
+    }
+    #[cfg(all(target_arch = "aarch64", not(miri)))]
+    {
+        // SAFETY: `prfm` is a hint: it cannot fault, writes no register or
+        // memory and changes no flags, whatever the address.
+        unsafe {
+            if write {
+                core::arch::asm!(
+                    "prfm pstl1keep, [{p}]",
+                    p = in(reg) p,
+                    options(nostack, preserves_flags, readonly)
+                )
+            } else {
+                core::arch::asm!(
+                    "prfm pldl1keep, [{p}]",
+                    p = in(reg) p,
+                    options(nostack, preserves_flags, readonly)
+                )
+            }
+        };
+    }
+    #[cfg(not(all(any(target_arch = "x86_64", target_arch = "aarch64"), not(miri))))]
+    let _ = (p, write);
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::wire::ring::{
     avail_ring_bytes, desc_table_bytes, used_ring_bytes, AVAIL_ALIGN, DESC_ALIGN, USED_ALIGN,
     VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY,
 };
-use crate::wire::UsedElem;
+use crate::wire::{Descriptor, UsedElem};
 use core::sync::atomic::{fence, Ordering};
 
 // `add_used` writes a used element as one little-endian word: id, then len.
@@ -42,8 +42,18 @@ pub struct SplitQueue {
     in_flight: u16,
     /// Used idx when the driver was last considered for a notification.
     signalled_used: u16,
+    /// Avail positions up to which descriptors were hinted (a performance
+    /// hint only, see [`SplitQueue::prefetch_ahead`]).
+    prefetched: u16,
     broken: Option<QueueError>,
 }
+
+/// How many chains ahead [`SplitQueue::prefetch_ahead`] hints descriptors.
+const DESC_AHEAD: u16 = 16;
+/// Hint descriptors again once fewer than this many chains ahead are hinted.
+const DESC_REFILL: u16 = 4;
+/// How many chains ahead [`SplitQueue::prefetch_ahead`] hints the buffer.
+const BUF_AHEAD: u16 = 2;
 
 impl SplitQueue {
     /// Validate a layout against `mem` and build the queue (§2.7: size a
@@ -106,6 +116,7 @@ impl SplitQueue {
             avail_shadow: 0,
             in_flight: 0,
             signalled_used: 0,
+            prefetched: 0,
             broken: None,
         })
     }
@@ -116,7 +127,78 @@ impl SplitQueue {
         self.avail_shadow = next_avail;
         self.next_used = next_used;
         self.signalled_used = next_used;
+        self.prefetched = next_avail;
         self.in_flight = 0;
+    }
+
+    /// Hint the memory the next chains will need. The rings and buffers were
+    /// last written by the driver's CPU, so taking chain after chain pays
+    /// the avail entry, descriptor and buffer cache misses one after another;
+    /// hinted ahead, they overlap (DPDK's vhost prefetches the same way).
+    /// Descriptors are hinted up to 16 chains ahead, the first two lines of
+    /// the first buffer two chains ahead; for writing when `write` (RX: the
+    /// driver's CPU holds those lines, and a write to a line fetched only
+    /// for reading takes a second miss). Nothing read here is trusted or
+    /// kept: [`Virtqueue::pop`] reads and validates everything itself, so a
+    /// value the driver changes meanwhile only wastes a hint. Bounded: at
+    /// most 16 + 1 avail entries and one descriptor read per call; errors
+    /// are ignored (the next `pop` reports them).
+    #[inline]
+    pub fn prefetch_ahead<M: GuestMemory + ?Sized>(&mut self, mem: &M, write: bool) {
+        if self.broken.is_some() {
+            return;
+        }
+        if self.avail_shadow == self.next_avail && self.refresh_avail(mem).is_err() {
+            return;
+        }
+        let pending = self.avail_shadow.wrapping_sub(self.next_avail);
+        let mut done = self.prefetched.wrapping_sub(self.next_avail);
+        if done > pending {
+            done = 0;
+        }
+        if done < DESC_REFILL.min(pending) {
+            let target = pending.min(DESC_AHEAD);
+            for off in done..target {
+                if let Some(h) = self.hint_head(mem, off) {
+                    mem.prefetch(self.desc_addr(h));
+                }
+            }
+            self.prefetched = self.next_avail.wrapping_add(target);
+        }
+        if pending > BUF_AHEAD {
+            if let Some(h) = self.hint_head(mem, BUF_AHEAD) {
+                let mut d = [0u8; 8];
+                if mem.read_hint(self.desc_addr(h), &mut d).is_ok() {
+                    // The descriptor's first field: the buffer address.
+                    let a = u64::from_le_bytes(d);
+                    for line in [a, a.wrapping_add(64)] {
+                        if write {
+                            mem.prefetch_for_write(GuestAddress(line));
+                        } else {
+                            mem.prefetch(GuestAddress(line));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The head `off` chains past `next_avail`, as a hint (unvalidated
+    /// beyond the table bound).
+    #[inline]
+    fn hint_head<M: GuestMemory + ?Sized>(&self, mem: &M, off: u16) -> Option<u16> {
+        let pos = self.next_avail.wrapping_add(off);
+        let mut h = [0u8; 2];
+        mem.read_hint(self.avail_entry_addr(pos), &mut h).ok()?;
+        Some(u16::from_le_bytes(h)).filter(|&h| h < self.layout.size)
+    }
+
+    /// The address of descriptor `head` (< size: inside the checked table).
+    #[inline]
+    fn desc_addr(&self, head: u16) -> GuestAddress {
+        self.layout
+            .desc_table
+            .offset_saturating(u64::from(head).saturating_mul(Descriptor::SIZE))
     }
 
     /// Take the next-used index from the used ring's idx field (vhost-user:

@@ -1098,3 +1098,63 @@ fn write_at_only_touches_writable_segments() {
     assert!(buf[b + 200..b + 210].iter().all(|&x| x == 0xAA));
     assert!(buf[b + 210..b + 220].iter().all(|&x| x == 0));
 }
+
+// ---------------------------------------------------------------- prefetch hints
+
+/// I-QUEUE-11: `prefetch_ahead` is a hint. With garbage in the avail ring
+/// (a head out of range) and descriptors pointing outside memory, it
+/// neither fails, nor poisons the queue, nor changes what `pop` returns;
+/// `pop` then reports exactly what it reports without the hint.
+#[test]
+fn prefetch_hints_on_garbage_change_nothing() {
+    let outcome = |hint: bool| {
+        let mem = TestMemory::new(0, MEM);
+        let (mut d, mut q) = setup(&mem, 16, ALL);
+        d.add_chain(&mem, &[(BUF, 64, false)]).unwrap();
+        // A descriptor whose buffer lies far outside guest memory.
+        raw_chain(
+            &mem,
+            &mut d,
+            &[(5, Descriptor::new(u64::MAX - 8, 64, DescFlags::empty(), 0))],
+            5,
+        );
+        d.push_head(&mem, 16).unwrap(); // out of range
+        d.publish(&mem).unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            if hint {
+                q.prefetch_ahead(&mem, false);
+                q.prefetch_ahead(&mem, true);
+            }
+            let (r, c) = pop_one(&mut q, &mem);
+            seen.push((std::format!("{r:?}"), c.segments().to_vec(), q.broken()));
+        }
+        seen
+    };
+    let plain = outcome(false);
+    assert_eq!(outcome(true), plain);
+    assert_eq!(plain[2].2, Some(QueueError::InvalidHead(16)));
+}
+
+/// I-QUEUE-11: a hint reads at most 17 avail entries and one descriptor,
+/// whatever the ring holds, and its reads are `read_hint` reads.
+#[test]
+fn prefetch_hints_are_bounded() {
+    let mem = TestMemory::new(0, MEM);
+    let (mut d, mut q) = setup(&mem, 256, ALL);
+    for i in 0..200u64 {
+        d.add_chain(&mem, &[(BUF + i * 16, 16, false)]).unwrap();
+    }
+    d.publish(&mem).unwrap();
+    let counting = CountingMemory::new(&mem);
+    q.prefetch_ahead(&counting, false);
+    let first = counting.total_reads();
+    // avail idx (one acquire load), 16 avail entries, then 1 entry + 1
+    // descriptor for the buffer hint.
+    assert!(first <= 1 + 17 + 1, "{first} reads");
+    // The next call hints no descriptor again (refilled only below 4).
+    q.prefetch_ahead(&counting, false);
+    assert!(counting.total_reads() - first <= 2);
+    assert_eq!(q.in_flight(), 0, "a hint pops nothing");
+    assert_eq!(q.next_avail(), 0);
+}

@@ -254,6 +254,14 @@ impl GuestMemory for GuestMemoryMap {
     fn store_u16_release(&self, addr: GuestAddress, value: u16) -> Result<(), MemError> {
         self.mem.store_u16_release(addr, value)
     }
+    #[inline]
+    fn prefetch(&self, addr: GuestAddress) {
+        self.mem.prefetch(addr)
+    }
+    #[inline]
+    fn prefetch_for_write(&self, addr: GuestAddress) {
+        self.mem.prefetch_for_write(addr)
+    }
 }
 
 #[cfg(test)]
