@@ -17,6 +17,8 @@ use core::sync::atomic::{AtomicU16, Ordering};
 #[derive(Clone, Copy)]
 pub struct Region {
     gpa: u64,
+    /// `gpa + len`, exclusive (cannot overflow: checked in `new`).
+    end: u64,
     host: NonNull<u8>,
     len: usize,
 }
@@ -102,7 +104,12 @@ impl Region {
         if isize::try_from(len).is_err() || gpa.checked_add(len64).is_none() {
             return Err(RegionError::TooLarge);
         }
-        Ok(Region { gpa, host, len })
+        Ok(Region {
+            gpa,
+            end: gpa.wrapping_add(len64),
+            host,
+            len,
+        })
     }
 
     /// First guest-physical address of the region.
@@ -121,8 +128,9 @@ impl Region {
     }
 
     /// Exclusive end, which cannot overflow (checked in `new`).
+    #[inline]
     fn end(&self) -> u64 {
-        self.gpa.saturating_add(self.len as u64)
+        self.end
     }
 
     fn contains(&self, addr: u64) -> bool {
@@ -130,8 +138,10 @@ impl Region {
     }
 
     /// Host pointer for `addr` inside this region (checked by the caller).
+    #[inline]
     fn host_ptr(&self, addr: u64) -> *mut u8 {
-        let off = addr.saturating_sub(self.gpa) as usize;
+        // `gpa <= addr` (checked by the caller), so this does not wrap.
+        let off = addr.wrapping_sub(self.gpa) as usize;
         // `off < len <= isize::MAX`, so this stays inside the mapping;
         // `wrapping_add` keeps it free of `unsafe`.
         self.host.as_ptr().wrapping_add(off)
@@ -194,10 +204,14 @@ impl<const N: usize> RegionMemory<N> {
     #[inline]
     fn in_one_region(&self, addr: u64, len: usize) -> Option<*mut u8> {
         let end = addr.checked_add(len as u64)?;
-        self.regions
-            .iter()
-            .find(|r| addr >= r.gpa && end <= r.end())
-            .map(|r| r.host_ptr(addr))
+        let inside = |r: &&Region| addr >= r.gpa && end <= r.end;
+        // Most memories have one region (or the access hits the first):
+        // test it before looping.
+        let r = match self.regions.first() {
+            Some(r) if inside(&r) => r,
+            _ => self.regions.iter().find(inside)?,
+        };
+        Some(r.host_ptr(addr))
     }
 
     /// Validate `[addr, addr+len)` and call `f(region, chunk_addr, chunk_len,
