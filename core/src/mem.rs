@@ -160,7 +160,7 @@ pub trait GuestMemory {
     /// A hint that the cache line holding `addr` will be accessed soon:
     /// an implementation may start loading it. It has no effect on what any
     /// access returns, never fails and never faults, whatever `addr` is.
-    /// The default does nothing; [`RegionMemory`](region::RegionMemory)
+    /// The default does nothing; [`RegionMemory`]
     /// issues a prefetch instruction on x86_64 and aarch64.
     #[inline]
     fn prefetch(&self, addr: GuestAddress) {

@@ -183,12 +183,7 @@ impl SplitQueue {
     /// The address of descriptor `head` (< size: inside the checked table).
     #[inline]
     fn desc_addr(&self, head: u16) -> GuestAddress {
-        GuestAddress(
-            self.layout
-                .desc_table
-                .0
-                .wrapping_add(u64::from(head) << 4),
-        )
+        GuestAddress(self.layout.desc_table.0.wrapping_add(u64::from(head) << 4))
     }
 
     /// Take the next-used index from the used ring's idx field (vhost-user:
@@ -256,7 +251,13 @@ impl SplitQueue {
     #[inline]
     fn avail_entry_addr(&self, pos: u16) -> GuestAddress {
         let slot = u64::from(pos & self.mask());
-        GuestAddress(self.layout.avail_ring.0.wrapping_add(4).wrapping_add(slot << 1))
+        GuestAddress(
+            self.layout
+                .avail_ring
+                .0
+                .wrapping_add(4)
+                .wrapping_add(slot << 1),
+        )
     }
 
     fn used_event_addr(&self) -> GuestAddress {
@@ -276,7 +277,13 @@ impl SplitQueue {
     #[inline]
     fn used_entry_addr(&self, pos: u16) -> GuestAddress {
         let slot = u64::from(pos & self.mask());
-        GuestAddress(self.layout.used_ring.0.wrapping_add(4).wrapping_add(slot << 3))
+        GuestAddress(
+            self.layout
+                .used_ring
+                .0
+                .wrapping_add(4)
+                .wrapping_add(slot << 3),
+        )
     }
 
     fn avail_event_addr(&self) -> GuestAddress {
