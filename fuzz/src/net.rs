@@ -8,7 +8,8 @@ use std::rc::Rc;
 
 use arbitrary::Arbitrary;
 use virtnet::device::{
-    Backend, BackendCaps, BackendError, Interceptor, NetConfig, Notifier, RxFrame, Verdict,
+    Backend, BackendCaps, BackendError, Interceptor, NetConfig, Notifier, Progress, RxFrame,
+    Verdict,
 };
 use virtnet::features::Features;
 use virtnet::pool::FramePool;
@@ -16,12 +17,13 @@ use virtnet::wire::net_hdr::{Gso, GsoKind, PartialCsum};
 use virtnet::wire::NetHdrRepr;
 
 use crate::driver::Driver;
-use crate::queue::packed_layout;
+use crate::queue::{packed_layout, DescSpec};
 use crate::ram::{Bump, GuestRam};
 use crate::recording::RecordingMemory;
 use crate::{enc_enum, enc_struct};
 use virtnet::device::NetDevice;
 use virtnet::mem::RegionMemory;
+use virtnet::queue::Virtqueue;
 
 /// Small slots: an MTU-1500 frame.
 pub const SMALL: usize = 1536;
@@ -539,6 +541,51 @@ impl<'r, const S: usize, const C: usize> Rig<'r, S, C> {
     /// The negotiated features.
     pub fn features(&self) -> Features {
         self.dev.negotiated_features()
+    }
+
+    /// A hostile chain: the driver writes `descs` (at most 64) into the
+    /// descriptor table from slot `first` on, wrapping, and makes head
+    /// `first` available. Contents are no longer checked afterwards.
+    pub fn raw_chain(&mut self, first: u16, descs: &[DescSpec]) {
+        self.pristine = false;
+        let l = self.drv.layout;
+        for (i, d) in descs.iter().take(64).enumerate() {
+            let slot = (u64::from(first) + i as u64) % u64::from(l.size);
+            self.ram
+                .poke(l.desc_table.0 + 16 * slot, &d.bytes(self.ram));
+        }
+        self.drv.push_head(self.ram, first % l.size);
+    }
+
+    /// A kick of the rig's queue with `budget`, and what every kick must
+    /// satisfy: no more than `budget` chains handled, nothing moved by a
+    /// broken device, pool slots accounted for (I-FUZZ-4, I-POOL-5), no
+    /// chain left in flight. The progress, or `None` once the queue broke.
+    pub fn kick(&mut self, budget: usize) -> Option<Progress> {
+        let was_running = self.running();
+        let p = self
+            .dev
+            .process_queue(self.queue, &self.mem, &mut self.notes, budget);
+        assert!(
+            p.handled <= budget,
+            "handled {} > budget {budget}",
+            p.handled
+        );
+        if !was_running {
+            assert_eq!(p.handled, 0, "a broken device moved frames");
+        }
+        assert_pools_accounted(
+            self.rx_pool,
+            self.tx_pool,
+            self.dev.pool_slots_held(),
+            "after a kick",
+        );
+        if !self.running() {
+            return None;
+        }
+        let q = self.dev.queue(self.queue).expect("active");
+        assert_eq!(q.in_flight(), 0, "chains left in flight");
+        Some(p)
     }
 
     /// End of run: reset, and every slot is back.

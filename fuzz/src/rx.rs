@@ -28,7 +28,6 @@
 use arbitrary::Arbitrary;
 use virtnet::features::Features;
 use virtnet::pool::FramePool;
-use virtnet::queue::Virtqueue;
 use virtnet::wire::net_hdr::header_len;
 use virtnet::wire::NetHdrRepr;
 use zerocopy::IntoBytes;
@@ -211,15 +210,7 @@ fn run_with<const S: usize, const C: usize>(
             }
             Op::Backend(p) => rig.dev.backend_mut().plans.push_back(*p),
             Op::Inject(l) => rig.dev.interceptor_mut().inject.push_back(*l),
-            Op::Raw(first, descs) => {
-                rig.pristine = false;
-                let l = rig.drv.layout;
-                for (i, d) in descs.iter().take(64).enumerate() {
-                    let slot = (u64::from(*first) + i as u64) % u64::from(l.size);
-                    ram.poke(l.desc_table.0 + 16 * slot, &d.bytes(ram));
-                }
-                rig.drv.push_head(ram, *first % l.size);
-            }
+            Op::Raw(first, descs) => rig.raw_chain(*first, descs),
             Op::PushHead(h) => {
                 rig.pristine = false;
                 rig.drv.push_head(ram, *h);
@@ -230,27 +221,7 @@ fn run_with<const S: usize, const C: usize>(
                 rig.drv.set_avail_idx(ram, *i);
             }
             Op::Kick(b) => {
-                let budget = usize::from(*b % 80);
-                let was_running = rig.running();
-                let p = rig.dev.process_rx(&rig.mem, &mut rig.notes, budget);
-                assert!(
-                    p.handled <= budget,
-                    "handled {} > budget {budget}",
-                    p.handled
-                );
-                if !was_running {
-                    assert_eq!(p.handled, 0, "a broken device moved frames");
-                }
-                net::assert_pools_accounted(
-                    pools.0,
-                    pools.1,
-                    rig.dev.pool_slots_held(),
-                    "after an RX kick",
-                );
-                if rig.running() {
-                    let q = rig.dev.queue(virtnet::device::RX_QUEUE).expect("active");
-                    assert_eq!(q.in_flight(), 0, "RX chains left in flight");
-                }
+                rig.kick(usize::from(*b % 80));
                 let used = rig.drv.take_used(ram);
                 if rig.pristine {
                     let nf = rig.features();

@@ -265,16 +265,7 @@ fn run_with<const S: usize, const C: usize>(
                     });
                 }
             }
-            Op::Raw(first, descs) => {
-                rig.pristine = false;
-                let l = rig.drv.layout;
-                for (i, d) in descs.iter().take(64).enumerate() {
-                    let slot = (u64::from(*first) + i as u64) % u64::from(l.size);
-                    let raw = d.bytes(ram);
-                    ram.poke(l.desc_table.0 + 16 * slot, &raw);
-                }
-                rig.drv.push_head(ram, *first % l.size);
-            }
+            Op::Raw(first, descs) => rig.raw_chain(*first, descs),
             Op::PushHead(h) => {
                 rig.pristine = false;
                 rig.drv.push_head(ram, *h);
@@ -285,33 +276,9 @@ fn run_with<const S: usize, const C: usize>(
                 rig.drv.set_avail_idx(ram, *i);
             }
             Op::Kick(b) => {
-                let budget = usize::from(*b % 80);
-                let was_running = rig.running();
-                let p = rig.dev.process_tx(&rig.mem, &mut rig.notes, budget);
-                assert!(
-                    p.handled <= budget,
-                    "handled {} > budget {budget}",
-                    p.handled
-                );
-                if !was_running {
-                    assert_eq!(p.handled, 0, "a broken device moved frames");
-                }
-                net::assert_pools_accounted(
-                    pools.0,
-                    pools.1,
-                    rig.dev.pool_slots_held(),
-                    "after a TX kick",
-                );
-                if rig.running() {
-                    let q = rig.dev.queue(virtnet::device::TX_QUEUE).expect("active");
-                    assert_eq!(
-                        virtnet::queue::Virtqueue::in_flight(q),
-                        0,
-                        "TX chains left in flight"
-                    );
-                    handled_total += p.handled as u64;
-                } else {
-                    accounting = false;
+                match rig.kick(usize::from(*b % 80)) {
+                    Some(p) => handled_total += p.handled as u64,
+                    None => accounting = false,
                 }
                 // The used ring as the driver reads it (meaningless once
                 // the driver scribbled over it).
