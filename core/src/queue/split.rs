@@ -135,18 +135,17 @@ impl SplitQueue {
     /// lines, and a write to a line fetched only for reading takes a second
     /// miss). Nothing read here is trusted or kept: [`Virtqueue::pop`] reads
     /// and validates everything itself, so a value the driver changes
-    /// meanwhile only wastes a hint. Bounded: at most one avail idx load,
-    /// one avail entry and 8 bytes of one descriptor per call, all through
+    /// meanwhile only wastes a hint. Bounded: at most one avail entry and
+    /// 8 bytes of one descriptor per call, both through
     /// [`GuestMemory::read_hint`]; errors are ignored (the next `pop`
-    /// reports them). Measured: +40–60 % frames/s in a two-process loop,
+    /// reports them). It works from the avail idx `pop` last read and never
+    /// loads it itself, so an idle queue still costs one avail-idx load per
+    /// check (I-QUEUE-10). Measured: +40–60 % frames/s in a two-process loop,
     /// 3–6 ns more per frame when everything is already in cache
     /// (specs/10-performance.md).
     #[inline]
-    pub fn prefetch_ahead<M: GuestMemory + ?Sized>(&mut self, mem: &M, write: bool) {
+    pub fn prefetch_ahead<M: GuestMemory + ?Sized>(&self, mem: &M, write: bool) {
         if self.broken.is_some() {
-            return;
-        }
-        if self.avail_shadow == self.next_avail && self.refresh_avail(mem).is_err() {
             return;
         }
         let pending = self.avail_shadow.wrapping_sub(self.next_avail);
