@@ -26,6 +26,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::util::take_through_line;
 use anyhow::{bail, Context, Result};
 
 /// The kernel command line every guest gets; [`QemuConfig::append`] is added after it.
@@ -252,15 +253,7 @@ impl Qemu {
         let (lock, cond) = &*self.console;
         let mut state = lock.lock().unwrap();
         loop {
-            let new = &state.log[self.cursor..];
-            if let Some(pos) = find(new, pattern.as_bytes()) {
-                let after = pos + pattern.len();
-                let end = new[after..]
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .map_or(new.len(), |i| after + i + 1);
-                let text = String::from_utf8_lossy(&new[..end]).into_owned();
-                self.cursor += end;
+            if let Some(text) = take_through_line(&state.log, &mut self.cursor, pattern) {
                 return Ok(text);
             }
             if state.eof {
@@ -376,17 +369,10 @@ fn read_console(mut pipe: std::io::PipeReader, console: &Console, echo: bool) {
     cond.notify_all();
 }
 
-/// Finds `needle` in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::find;
 
     #[test]
     fn user_net_command_line() {
@@ -418,5 +404,24 @@ mod tests {
     fn finds_substrings() {
         assert_eq!(find(b"abc READY\n", b"READY"), Some(4));
         assert_eq!(find(b"abc", b"abcd"), None);
+    }
+
+    #[test]
+    fn takes_output_through_the_matching_line() {
+        let log = b"boot\nREADY now\nmore";
+        let mut cursor = 0;
+        assert_eq!(
+            take_through_line(log, &mut cursor, "READY").as_deref(),
+            Some("boot\nREADY now\n")
+        );
+        assert_eq!(cursor, 15);
+        assert_eq!(take_through_line(log, &mut cursor, "READY"), None);
+        assert_eq!(cursor, 15);
+        // A match on the last, unfinished line takes the rest.
+        assert_eq!(
+            take_through_line(log, &mut cursor, "mo").as_deref(),
+            Some("more")
+        );
+        assert_eq!(cursor, log.len());
     }
 }

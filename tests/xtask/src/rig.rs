@@ -28,7 +28,7 @@ use crate::guest::{init_script, ExtraFile, GuestAssets, Initramfs, READY_MARKER}
 use crate::install::ensure_apt;
 use crate::netns::Netns;
 use crate::qemu::{Net, Qemu, QemuConfig};
-use crate::util::{capture, capture_stdout, run_ok};
+use crate::util::{capture, capture_stdout, run_ok, take_through_line};
 
 // ---------------------------------------------------------------------------
 // Clean-up on interruption.
@@ -306,15 +306,7 @@ impl Proc {
         let (lock, cond) = &*self.out;
         let mut st = lock.lock().unwrap();
         loop {
-            let new = &st.text[self.cursor..];
-            if let Some(pos) = find(new, pattern.as_bytes()) {
-                let after = pos + pattern.len();
-                let end = new[after..]
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .map_or(new.len(), |i| after + i + 1);
-                let text = String::from_utf8_lossy(&new[..end]).into_owned();
-                self.cursor += end;
+            if let Some(text) = take_through_line(&st.text, &mut self.cursor, pattern) {
                 return Ok(text);
             }
             if st.eof {
@@ -428,13 +420,6 @@ fn collect(pipe: std::io::PipeReader, out: &Shared, echo: Option<String>) {
     }
     lock.lock().unwrap().eof = true;
     cond.notify_all();
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 // ---------------------------------------------------------------------------

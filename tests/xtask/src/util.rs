@@ -199,6 +199,29 @@ pub fn which(name: impl AsRef<OsStr>) -> Option<std::path::PathBuf> {
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
+/// Finds `needle` in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Looks for `pattern` in `log[*cursor..]` (a child's captured output);
+/// when found, returns the text from the cursor through the end of the
+/// matching line (or of the log) and moves the cursor past it.
+pub fn take_through_line(log: &[u8], cursor: &mut usize, pattern: &str) -> Option<String> {
+    let new = log.get(*cursor..)?;
+    let pos = find(new, pattern.as_bytes())?;
+    let after = pos + pattern.len();
+    let end = new[after..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(new.len(), |i| after + i + 1);
+    *cursor += end;
+    Some(String::from_utf8_lossy(&new[..end]).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
