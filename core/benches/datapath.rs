@@ -599,7 +599,17 @@ fn typical(times: &mut [Duration], rounds: u64) -> Duration {
     *m * u32::try_from(rounds).unwrap_or(u32::MAX)
 }
 
-impl<D: Device> Bench<'_, D> {
+impl<'g, D: Device> Bench<'g, D> {
+    fn new(g: &'g Guest, drv: Driver, dev: D, batch: u16) -> Self {
+        Bench {
+            g,
+            drv,
+            dev,
+            batch,
+            times: Vec::new(),
+        }
+    }
+
     /// One round: post (untimed), process (timed), reap (untimed).
     fn round(&mut self) -> Duration {
         self.drv.post(&self.g.region);
@@ -639,13 +649,7 @@ fn bench_device<D: Device>(
 ) {
     let drv = Driver::new(g, *case);
     let dev = make(g, *case, drv.drv.layout);
-    let mut b = Bench {
-        g,
-        drv,
-        dev,
-        batch: case.batch,
-        times: Vec::new(),
-    };
+    let mut b = Bench::new(g, drv, dev, case.batch);
     let notif = b.check(64);
     println!("VNBENCH notif {group} {} {notif:.4}", case.name());
     let mut grp = c.benchmark_group(group);
@@ -767,36 +771,27 @@ fn profile(which: &str, g: &Guest) {
         times.sort();
         times[times.len() / 2].as_secs_f64() * 1e9 / f64::from(case.batch)
     };
-    let mut times = Vec::with_capacity(rounds as usize);
-    match imp {
-        "virtnet" => {
-            let dev = Virtnet::new(g, case, layout);
-            let mut b = Bench {
-                g,
-                drv,
-                dev,
-                batch: case.batch,
-                times: Vec::new(),
-            };
-            times.extend((0..rounds).map(|_| b.round()));
-        }
-        "rust-vmm" => {
-            let dev = RustVmm::new(g, case, layout);
-            let mut b = Bench {
-                g,
-                drv,
-                dev,
-                batch: case.batch,
-                times: Vec::new(),
-            };
-            times.extend((0..rounds).map(|_| b.round()));
-        }
+    let mut times = match imp {
+        "virtnet" => profile_rounds(g, drv, Virtnet::new(g, case, layout), case, rounds),
+        "rust-vmm" => profile_rounds(g, drv, RustVmm::new(g, case, layout), case, rounds),
         _ => panic!("impl is virtnet or rust-vmm"),
-    }
+    };
     println!(
         "{which}: {:.1} ns/pkt (median of {rounds} rounds)",
         median(&mut times)
     );
+}
+
+/// `rounds` timed rounds of one device, for [`profile`].
+fn profile_rounds<D: Device>(
+    g: &Guest,
+    drv: Driver,
+    dev: D,
+    case: Case,
+    rounds: u64,
+) -> Vec<Duration> {
+    let mut b = Bench::new(g, drv, dev, case.batch);
+    (0..rounds).map(|_| b.round()).collect()
 }
 
 fn main() {
