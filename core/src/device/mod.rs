@@ -124,6 +124,9 @@ pub struct NetDevice<
     tx_pool: &'p FramePool<SLOT, COUNT>,
     queues: [Option<SplitQueue>; 2],
     pending_rx: Option<(Frame<'p, SLOT, COUNT>, NetHdrRepr)>,
+    /// A frame the backend lends ([`Backend::rx_peek`]) waits for guest
+    /// buffers (it stays in the backend).
+    rx_lent_waiting: bool,
     /// An idle TX slot kept from one processing call to the next (a pool
     /// round trip costs two critical sections per call).
     tx_slot: Option<Frame<'p, SLOT, COUNT>>,
@@ -160,6 +163,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             tx_pool,
             queues: [None, None],
             pending_rx: None,
+            rx_lent_waiting: false,
             tx_slot: None,
             rx_slot: None,
             active: false,
@@ -278,6 +282,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
     pub fn reset(&mut self) {
         self.queues = [None, None];
         self.pending_rx = None;
+        self.rx_lent_waiting = false;
         self.release_slots();
         self.negotiated = Features::empty();
         self.hdr_len = header_len(Features::VERSION_1);
@@ -348,9 +353,10 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         &mut self.interceptor
     }
 
-    /// Whether an RX frame is waiting for guest buffers.
+    /// Whether an RX frame is waiting for guest buffers (in a pool slot,
+    /// or in the backend that lends it).
     pub fn rx_pending(&self) -> bool {
-        self.pending_rx.is_some()
+        self.pending_rx.is_some() || self.rx_lent_waiting
     }
 
     /// Pool slots the device holds between calls: `(rx, tx)`. RX: the
@@ -570,36 +576,69 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                 return;
             }
         };
-        if slot.is_none() {
-            *slot = self.tx_pool.acquire();
-        }
-        let Some(frame) = slot.as_mut() else {
-            self.stats.tx_backend_errors = self.stats.tx_backend_errors.saturating_add(1);
-            return;
+        let sw_csum = repr.csum.is_some() && repr.gso.is_none() && !self.backend.caps().tx_csum;
+        // Zero-copy: straight into the backend's storage when it lends it;
+        // else into the pool slot kept for TX.
+        let lent = if let Some(buf) = self.backend.tx_buffer(frame_len) {
+            let Some(dst) = buf.get_mut(..frame_len) else {
+                // Lent less than asked: the backend's fault, counted.
+                self.stats.tx_backend_errors = self.stats.tx_backend_errors.saturating_add(1);
+                return;
+            };
+            Some(dst)
+        } else {
+            None
         };
-        let copied = match frame.buffer_mut().get_mut(..frame_len) {
-            Some(dst) => chain.read_at(mem, hdr_len, dst),
-            None => return,
+        let lent_tx = lent.is_some();
+        let dst = match lent {
+            Some(dst) => dst,
+            None => {
+                if slot.is_none() {
+                    *slot = self.tx_pool.acquire();
+                }
+                let Some(frame) = slot.as_mut() else {
+                    self.stats.tx_backend_errors = self.stats.tx_backend_errors.saturating_add(1);
+                    return;
+                };
+                let Some(dst) = frame.buffer_mut().get_mut(..frame_len) else {
+                    return;
+                };
+                dst
+            }
         };
-        if !matches!(copied, Ok(n) if n == frame_len) || !frame.set_len(frame_len) {
-            self.stats.tx_malformed_frames = self.stats.tx_malformed_frames.saturating_add(1);
+        let send = fill_tx_frame(
+            mem,
+            chain,
+            hdr_len,
+            dst,
+            &mut repr,
+            sw_csum,
+            &mut self.stats,
+            &mut self.interceptor,
+        );
+        if !send {
             return;
         }
-        if let Some(c) = repr.csum {
-            if repr.gso.is_none() && !self.backend.caps().tx_csum {
-                if complete_checksum(frame.as_mut_slice(), c).is_err() {
-                    self.stats.tx_bad_header = self.stats.tx_bad_header.saturating_add(1);
+        let r = if lent_tx {
+            self.backend.tx_commit(&repr, frame_len)
+        } else {
+            match slot
+                .as_mut()
+                .and_then(|f| f.set_len(frame_len).then_some(f))
+            {
+                Some(frame) => self.backend.transmit(&repr, frame.as_slice()),
+                None => {
+                    self.stats.tx_malformed_frames =
+                        self.stats.tx_malformed_frames.saturating_add(1);
                     return;
                 }
-                repr.csum = None;
-                self.stats.tx_sw_checksums = self.stats.tx_sw_checksums.saturating_add(1);
             }
-        }
-        if self.interceptor.on_transmit(frame.as_slice()) == Verdict::Consumed {
-            self.stats.tx_intercepted = self.stats.tx_intercepted.saturating_add(1);
-            return;
-        }
-        match self.backend.transmit(&repr, frame.as_slice()) {
+        };
+        self.count_transmit(r, frame_len);
+    }
+
+    fn count_transmit(&mut self, r: Result<(), BackendError>, frame_len: usize) {
+        match r {
             Ok(()) => {
                 self.stats.tx_packets = self.stats.tx_packets.saturating_add(1);
                 self.stats.tx_bytes = self.stats.tx_bytes.saturating_add(frame_len as u64);
@@ -622,42 +661,52 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         self.run_queue(RX_QUEUE, mem, notifier, budget, Self::rx_loop)
     }
 
-    /// Put the next frame for the guest in `cur` and return its header:
-    /// the one waiting, else the interceptor's, else the backend's, received
-    /// into the slot already in `cur` (kept from the previous frame of the
-    /// call: frames stay in place, no pool round trip) or a newly acquired
-    /// one. `Err(())` means a frame was dropped (counted) and the caller
-    /// should look again.
+    /// Put the next frame for the guest in `cur`, or say where it is: the
+    /// one waiting in a slot, else the interceptor's (into the slot already
+    /// in `cur`, kept from the previous frame: frames stay in place, no pool
+    /// round trip, or a newly acquired one), else one the backend lends
+    /// ([`Backend::rx_peek`]), else the backend's received into the slot.
+    /// `Err(())` means a frame was dropped (counted) and the caller should
+    /// look again.
     #[allow(clippy::result_unit_err)]
-    fn next_rx_frame(
-        &mut self,
-        cur: &mut Option<Frame<'p, SLOT, COUNT>>,
-    ) -> Result<Option<NetHdrRepr>, ()> {
+    fn next_rx_frame(&mut self, cur: &mut Option<Frame<'p, SLOT, COUNT>>) -> Result<Next, ()> {
         if let Some((frame, hdr)) = self.pending_rx.take() {
             *cur = Some(frame);
-            return Ok(Some(hdr));
+            return Ok(Next::Slot(hdr));
         }
         if cur.is_none() {
             *cur = self.rx_pool.acquire();
         }
         let Some(slot) = cur.as_mut() else {
-            return Ok(None);
+            return Ok(Next::None);
         };
         let got = match self.interceptor.poll_receive(slot.buffer_mut()) {
             Some(f) => {
                 self.stats.rx_intercepted = self.stats.rx_intercepted.saturating_add(1);
                 Some(f)
             }
-            None => match self.backend.receive(slot.buffer_mut()) {
-                Ok(f) => f,
-                Err(_) => {
-                    self.stats.rx_backend_errors = self.stats.rx_backend_errors.saturating_add(1);
-                    return Err(());
+            None => {
+                let negotiated = self.negotiated;
+                match self.backend.rx_peek() {
+                    Some((_, hdr)) if negotiated.contains(hdr.rx_requirements()) => {
+                        return Ok(Next::Lent);
+                    }
+                    // Nothing lent, or a frame to fix up first: in a slot.
+                    _ => {}
                 }
-            },
+                self.rx_lent_waiting = false;
+                match self.backend.receive(slot.buffer_mut()) {
+                    Ok(f) => f,
+                    Err(_) => {
+                        self.stats.rx_backend_errors =
+                            self.stats.rx_backend_errors.saturating_add(1);
+                        return Err(());
+                    }
+                }
+            }
         };
         let Some(got) = got else {
-            return Ok(None);
+            return Ok(Next::None);
         };
         if !slot.set_len(got.len) {
             self.stats.rx_backend_errors = self.stats.rx_backend_errors.saturating_add(1);
@@ -679,7 +728,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             }
             hdr.data_valid = false;
         }
-        Ok(Some(hdr))
+        Ok(Next::Slot(hdr))
     }
 
     fn rx_loop<M: GuestMemory + ?Sized>(
@@ -708,43 +757,72 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         // Made once per call, not per frame (each is a kilobyte).
         let mut first: DescriptorChain = DescriptorChain::new();
         let mut chain: DescriptorChain = DescriptorChain::new();
+        let merged = self.negotiated.contains(Features::MRG_RXBUF);
         while handled < budget {
-            let hdr = match self.next_rx_frame(cur) {
-                Ok(Some(h)) => h,
-                Ok(None) => {
-                    return Ok(Progress {
-                        handled,
-                        more: false,
-                    })
-                }
+            let next = match self.next_rx_frame(cur) {
+                Ok(n) => n,
                 Err(()) => {
                     // A dropped frame is work done too (bounded by budget).
                     handled = handled.saturating_add(1);
                     continue;
                 }
             };
-            let Some(frame) = cur.as_ref() else {
-                // next_rx_frame put a frame in `cur`.
-                return Ok(Progress {
-                    handled,
-                    more: false,
-                });
+            let mut rx = RxCtx {
+                hdr_len: self.hdr_len,
+                stats: &mut self.stats,
             };
-            let d = if self.negotiated.contains(Features::MRG_RXBUF) {
-                self.deliver_merged(q, mem, frame.as_slice(), &hdr, &mut first, &mut chain)?
-            } else {
-                self.deliver_single(q, mem, frame.as_slice(), &hdr, &mut chain)?
-            };
-            match d {
-                Delivery::Delivered => {
-                    self.stats.rx_packets = self.stats.rx_packets.saturating_add(1);
-                    self.stats.rx_bytes = self.stats.rx_bytes.saturating_add(frame.len() as u64);
+            let (d, len, slot_hdr) = match next {
+                Next::None => {
+                    return Ok(Progress {
+                        handled,
+                        more: false,
+                    })
                 }
-                Delivery::Dropped => {}
+                Next::Slot(hdr) => {
+                    let Some(frame) = cur.as_ref() else {
+                        // next_rx_frame put a frame in `cur`.
+                        return Ok(Progress {
+                            handled,
+                            more: false,
+                        });
+                    };
+                    let f = frame.as_slice();
+                    let d = rx.deliver(q, mem, f, &hdr, merged, &mut first, &mut chain)?;
+                    (d, f.len(), Some(hdr))
+                }
+                Next::Lent => {
+                    // Borrowed from the backend while `rx` borrows the
+                    // counters: disjoint fields.
+                    let Some((f, hdr)) = self.backend.rx_peek() else {
+                        // It lent one a moment ago: a backend that changes
+                        // its mind still cannot make this loop unbounded.
+                        handled = handled.saturating_add(1);
+                        continue;
+                    };
+                    let d = rx.deliver(q, mem, f, &hdr, merged, &mut first, &mut chain)?;
+                    (d, f.len(), None)
+                }
+            };
+            let lent = slot_hdr.is_none();
+            match d {
+                Delivery::Delivered | Delivery::Dropped => {
+                    if let Delivery::Delivered = d {
+                        self.stats.rx_packets = self.stats.rx_packets.saturating_add(1);
+                        self.stats.rx_bytes = self.stats.rx_bytes.saturating_add(len as u64);
+                    }
+                    if lent {
+                        self.rx_lent_waiting = false;
+                        self.backend.rx_consume();
+                    }
+                }
                 Delivery::NoBuffers => {
                     self.stats.rx_waits_for_buffers =
                         self.stats.rx_waits_for_buffers.saturating_add(1);
-                    self.pending_rx = cur.take().map(|f| (f, hdr));
+                    match slot_hdr {
+                        // The frame stays in the backend, lent again next time.
+                        None => self.rx_lent_waiting = true,
+                        Some(hdr) => self.pending_rx = cur.take().map(|f| (f, hdr)),
+                    }
                     // Ask for a kick when buffers arrive; go on only if new
                     // ones arrived meanwhile (not the ones just given back),
                     // and never more often than the budget allows.
@@ -769,6 +847,46 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             handled,
             more: true,
         })
+    }
+}
+
+/// Where the next RX frame is.
+enum Next {
+    /// None waiting.
+    None,
+    /// In the slot in hand, with its header.
+    Slot(NetHdrRepr),
+    /// Lent by the backend ([`Backend::rx_peek`]).
+    Lent,
+}
+
+/// What RX delivery needs of the device: the header length and the
+/// counters, borrowed apart from the backend (a lent frame lives in the
+/// backend's storage while it is delivered).
+struct RxCtx<'s> {
+    hdr_len: usize,
+    stats: &'s mut NetStats,
+}
+
+impl RxCtx<'_> {
+    /// Deliver one frame, merged (MRG_RXBUF) or into one chain.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn deliver<M: GuestMemory + ?Sized>(
+        &mut self,
+        q: &mut SplitQueue,
+        mem: &M,
+        frame: &[u8],
+        hdr: &NetHdrRepr,
+        merged: bool,
+        first: &mut DescriptorChain,
+        chain: &mut DescriptorChain,
+    ) -> Result<Delivery, QueueError> {
+        if merged {
+            self.deliver_merged(q, mem, frame, hdr, first, chain)
+        } else {
+            self.deliver_single(q, mem, frame, hdr, chain)
+        }
     }
 
     fn header_bytes(&self, hdr: &NetHdrRepr, num_buffers: u16) -> ([u8; 12], usize) {
@@ -934,6 +1052,45 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         }
         Ok(Delivery::Dropped)
     }
+}
+
+/// Copy a TX chain's frame (after the `hdr_len`-byte header) into `dst`
+/// (exactly the frame's length: a pool slot or a buffer the backend lent),
+/// complete its checksum there when `sw_csum`, and show it to the
+/// interceptor. Whether to send it: false when it was dropped (counted) or
+/// the interceptor consumed it.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn fill_tx_frame<M: GuestMemory + ?Sized, I: Interceptor>(
+    mem: &M,
+    chain: &DescriptorChain,
+    hdr_len: usize,
+    dst: &mut [u8],
+    repr: &mut NetHdrRepr,
+    sw_csum: bool,
+    stats: &mut NetStats,
+    interceptor: &mut I,
+) -> bool {
+    let copied = chain.read_at(mem, hdr_len, dst);
+    if !matches!(copied, Ok(n) if n == dst.len()) {
+        stats.tx_malformed_frames = stats.tx_malformed_frames.saturating_add(1);
+        return false;
+    }
+    if sw_csum {
+        if let Some(c) = repr.csum {
+            if complete_checksum(dst, c).is_err() {
+                stats.tx_bad_header = stats.tx_bad_header.saturating_add(1);
+                return false;
+            }
+            repr.csum = None;
+            stats.tx_sw_checksums = stats.tx_sw_checksums.saturating_add(1);
+        }
+    }
+    if interceptor.on_transmit(dst) == Verdict::Consumed {
+        stats.tx_intercepted = stats.tx_intercepted.saturating_add(1);
+        return false;
+    }
+    true
 }
 
 /// Write the first `hl` bytes of `h` at the start of the chain's writable

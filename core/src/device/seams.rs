@@ -68,7 +68,9 @@ pub struct RxFrame {
 }
 
 /// The host side of the network card. Works on borrowed buffers: the
-/// device lends a frame to send and a buffer to receive into.
+/// device lends a frame to send and a buffer to receive into, or the
+/// backend lends its own storage (`tx_buffer`/`rx_peek`) and saves a copy
+/// per frame each way.
 pub trait Backend {
     /// What offloads the backend can handle.
     fn caps(&self) -> BackendCaps {
@@ -86,6 +88,48 @@ pub trait Backend {
     /// Receive one frame for the guest into `buf`, or `Ok(None)` if none is
     /// waiting. Frames longer than `buf` must be dropped by the backend.
     fn receive(&mut self, buf: &mut [u8]) -> Result<Option<RxFrame>, BackendError>;
+
+    /// Lend a buffer of at least `len` bytes in the backend's own storage
+    /// for the next frame from the guest (zero-copy TX): the device copies
+    /// the frame from guest memory straight into it, completes a checksum
+    /// there if needed, shows it to the interceptor, then calls
+    /// [`Backend::tx_commit`], or nothing if the interceptor consumed it
+    /// (the next `tx_buffer` may lend the same space again). The bytes the
+    /// device wrote are a host-side snapshot: the guest cannot change them
+    /// afterwards.
+    ///
+    /// `None` (the default, and the answer of a full backend) sends the
+    /// frame the usual way: copied into a pool slot, then
+    /// [`Backend::transmit`].
+    fn tx_buffer(&mut self, len: usize) -> Option<&mut [u8]> {
+        let _ = len;
+        None
+    }
+
+    /// Send the first `len` bytes of the buffer [`Backend::tx_buffer`] lent
+    /// last. Only called after a `tx_buffer` that returned a buffer of at
+    /// least `len` bytes.
+    fn tx_commit(&mut self, hdr: &NetHdrRepr, len: usize) -> Result<(), BackendError> {
+        let _ = (hdr, len);
+        Err(BackendError::Refused)
+    }
+
+    /// Lend the next frame for the guest from the backend's own storage
+    /// without taking it (zero-copy RX): the device copies it straight into
+    /// the guest's buffers and calls [`Backend::rx_consume`] once it was
+    /// delivered or dropped. While the guest has no buffers the frame stays
+    /// where it is, and the next `rx_peek` must lend the same frame again.
+    ///
+    /// `None` (the default) sends the device to [`Backend::receive`]. So
+    /// does a frame whose offloads the driver did not negotiate: the device
+    /// takes it with `receive` into a pool slot to fix it up there, so
+    /// `receive` must return the frame `rx_peek` lent.
+    fn rx_peek(&mut self) -> Option<(&[u8], NetHdrRepr)> {
+        None
+    }
+
+    /// The device is done with the frame [`Backend::rx_peek`] lent.
+    fn rx_consume(&mut self) {}
 }
 
 impl<B: Backend + ?Sized> Backend for &mut B {
@@ -100,6 +144,18 @@ impl<B: Backend + ?Sized> Backend for &mut B {
     }
     fn receive(&mut self, buf: &mut [u8]) -> Result<Option<RxFrame>, BackendError> {
         (**self).receive(buf)
+    }
+    fn tx_buffer(&mut self, len: usize) -> Option<&mut [u8]> {
+        (**self).tx_buffer(len)
+    }
+    fn tx_commit(&mut self, hdr: &NetHdrRepr, len: usize) -> Result<(), BackendError> {
+        (**self).tx_commit(hdr, len)
+    }
+    fn rx_peek(&mut self) -> Option<(&[u8], NetHdrRepr)> {
+        (**self).rx_peek()
+    }
+    fn rx_consume(&mut self) {
+        (**self).rx_consume()
     }
 }
 

@@ -24,6 +24,16 @@ struct Rec {
     sent: Vec<(NetHdrRepr, Vec<u8>)>,
     to_guest: VecDeque<(Vec<u8>, NetHdrRepr)>,
     caps: BackendCaps,
+    /// Lend storage (zero-copy): TX buffers of this many bytes (0: "full",
+    /// none lent), and RX frames in place.
+    lend: Option<usize>,
+    txbuf: Vec<u8>,
+    /// Frames taken through `tx_commit` and through `transmit`.
+    committed: usize,
+    transmitted: usize,
+    /// Frames lent and consumed; frames taken through `receive`.
+    consumed: usize,
+    received: usize,
 }
 
 impl Backend for Rec {
@@ -32,12 +42,32 @@ impl Backend for Rec {
     }
     fn transmit(&mut self, hdr: &NetHdrRepr, frame: &[u8]) -> Result<(), BackendError> {
         self.sent.push((*hdr, frame.to_vec()));
+        self.transmitted += 1;
         Ok(())
+    }
+    fn tx_buffer(&mut self, _len: usize) -> Option<&mut [u8]> {
+        let n = self.lend.filter(|&n| n > 0)?;
+        self.txbuf.resize(n, 0xee);
+        Some(&mut self.txbuf)
+    }
+    fn tx_commit(&mut self, hdr: &NetHdrRepr, len: usize) -> Result<(), BackendError> {
+        self.sent.push((*hdr, self.txbuf[..len].to_vec()));
+        self.committed += 1;
+        Ok(())
+    }
+    fn rx_peek(&mut self) -> Option<(&[u8], NetHdrRepr)> {
+        self.lend?;
+        self.to_guest.front().map(|(f, h)| (&f[..], *h))
+    }
+    fn rx_consume(&mut self) {
+        assert!(self.to_guest.pop_front().is_some(), "consumed nothing lent");
+        self.consumed += 1;
     }
     fn receive(&mut self, buf: &mut [u8]) -> Result<Option<RxFrame>, BackendError> {
         let Some((f, hdr)) = self.to_guest.pop_front() else {
             return Ok(None);
         };
+        self.received += 1;
         match buf.get_mut(..f.len()) {
             Some(dst) => {
                 dst.copy_from_slice(&f);
@@ -75,6 +105,17 @@ fn started<'p, const S: usize, const C: usize>(
     features: Features,
     caps: BackendCaps,
 ) -> (Dev<'p, S, C>, TestDriver, TestDriver) {
+    started_lending(mem, pools, features, caps, None)
+}
+
+/// As [`started`], with a backend that lends its storage when `lend`.
+fn started_lending<'p, const S: usize, const C: usize>(
+    mem: &TestMemory,
+    pools: &'p (FramePool<S, C>, FramePool<S, C>),
+    features: Features,
+    caps: BackendCaps,
+    lend: Option<usize>,
+) -> (Dev<'p, S, C>, TestDriver, TestDriver) {
     let cfg = NetConfig {
         mac: Some([2, 0, 0, 0, 0, 1]),
         mtu: Some(1500),
@@ -82,6 +123,7 @@ fn started<'p, const S: usize, const C: usize>(
     };
     let backend = Rec {
         caps,
+        lend,
         ..Rec::default()
     };
     let mut dev = NetDevice::new(cfg, backend, NoInterceptor, &pools.0, &pools.1);
@@ -256,9 +298,17 @@ fn case41_42_bad_csum_and_gso_fields_drop_the_frame() {
 /// completed in software at csum_start/csum_offset.
 #[test]
 fn tx_checksum_is_completed_in_software_when_the_backend_cannot() {
+    for lend in [None, Some(2048)] {
+        tx_checksum_completed(lend);
+    }
+}
+
+/// In a pool slot, or (`lend`) in the buffer the backend lent.
+fn tx_checksum_completed(lend: Option<usize>) {
     let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
-    let (mut dev, _rx, mut tx) = started(&mem, &pools, base_features(), BackendCaps::default());
+    let (mut dev, _rx, mut tx) =
+        started_lending(&mem, &pools, base_features(), BackendCaps::default(), lend);
     // Ethernet(14) + IPv4(20) + UDP(8) + 30 bytes; checksum field at 34+6,
     // seeded with an arbitrary pseudo-header sum as Linux leaves it.
     let mut f = frame(72, 3);
@@ -276,6 +326,53 @@ fn tx_checksum_is_completed_in_software_when_the_backend_cannot() {
     assert_eq!(ones_complement_sum(&check), 0xffff);
     assert_ne!(&got[40..42], &[0x12, 0x34]);
     assert_eq!(dev.stats().tx_sw_checksums, 1);
+    assert_eq!(dev.stats().tx_packets, 1);
+    let b = dev.backend();
+    if lend.is_some() {
+        assert_eq!((b.committed, b.transmitted), (1, 0), "zero-copy path");
+        assert_eq!(dev.pool_slots_held(), (0, 0), "no TX slot taken");
+    } else {
+        assert_eq!((b.committed, b.transmitted), (0, 1), "slot path");
+        assert_eq!(dev.pool_slots_held(), (0, 1));
+    }
+}
+
+/// Zero-copy TX (I-NET-12): a backend with no room (lends nothing) gets
+/// the frame through a pool slot and `transmit`; one that lends less than
+/// the frame gets nothing (counted, the chain returned with len 0), and
+/// the next frame still goes through.
+#[test]
+fn lent_tx_buffers_fall_back_or_are_refused_when_too_small() {
+    let mem = TestMemory::new(0, MEM);
+    let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
+    let (mut dev, _rx, mut tx) = started_lending(
+        &mem,
+        &pools,
+        base_features(),
+        BackendCaps::default(),
+        Some(0),
+    );
+    let f = frame(100, 7);
+    send(&mem, &mut tx, BUF, &[0u8; 12], &f);
+    dev.process_tx(&mem, &mut Notes::default(), 16);
+    assert_eq!(dev.backend().transmitted, 1, "no room: through a slot");
+    assert_eq!(dev.backend().sent[0].1, f);
+    dev.backend_mut().lend = Some(99);
+    send(&mem, &mut tx, BUF + 0x1000, &[0u8; 12], &f);
+    dev.process_tx(&mem, &mut Notes::default(), 16);
+    assert_eq!(dev.stats().tx_backend_errors, 1, "lent 99 bytes for 100");
+    assert_eq!(dev.backend().sent.len(), 1);
+    assert_eq!(dev.backend().committed, 0);
+    dev.backend_mut().lend = Some(100);
+    send(&mem, &mut tx, BUF + 0x2000, &[0u8; 12], &f);
+    dev.process_tx(&mem, &mut Notes::default(), 16);
+    assert_eq!(dev.backend().committed, 1);
+    assert_eq!(dev.backend().sent[1].1, f);
+    let used: Vec<_> = (0..3)
+        .map(|_| tx.pop_used(&mem).unwrap().unwrap().1)
+        .collect();
+    assert_eq!(used, [0, 0, 0], "TX chains are returned with len 0");
+    assert_eq!(dev.stats().tx_packets, 2);
 }
 
 /// Case 15 (device part), I-NET-3: an always-full TX ring is processed in
@@ -427,9 +524,17 @@ fn case45_merged_rx_spreads_64k_over_32_buffers_with_one_publish() {
 /// is delivered, and delivery goes on.
 #[test]
 fn case46_49_rx_waits_for_buffers_then_resumes_without_loss() {
+    for lend in [None, Some(0)] {
+        rx_waits_for_buffers(lend);
+    }
+}
+
+/// With a frame in a pool slot, or (`lend`, I-NET-12) lent by the backend,
+/// which keeps it until it is delivered.
+fn rx_waits_for_buffers(lend: Option<usize>) {
     let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<4096, 4>, FramePool<4096, 4>) = (FramePool::new(), FramePool::new());
-    let (mut dev, mut rx, _tx) = started(&mem, &pools, mrg(), BackendCaps::default());
+    let (mut dev, mut rx, _tx) = started_lending(&mem, &pools, mrg(), BackendCaps::default(), lend);
     rx.add_chain(&mem, &[(BUF, 1024, true)]).unwrap();
     rx.publish(&mem).unwrap();
     let f = frame(3000, 4);
@@ -444,6 +549,15 @@ fn case46_49_rx_waits_for_buffers_then_resumes_without_loss() {
     assert_eq!(rx.used_idx(&mem).unwrap(), 0, "nothing published");
     assert!(dev.rx_pending());
     assert!(n.used.is_empty());
+    if lend.is_some() {
+        assert_eq!(dev.backend().to_guest.len(), 2, "the frame waits, lent");
+        assert_eq!(dev.backend().consumed, 0);
+        assert_eq!(dev.pool_slots_held(), (1, 0), "the idle slot only");
+        // Another call without buffers lends it again, delivers nothing.
+        dev.process_rx(&mem, &mut n, 16);
+        assert_eq!(dev.backend().to_guest.len(), 2);
+        assert!(dev.rx_pending());
+    }
     assert_eq!(pools.0.available(), 3, "the frame waits in its slot");
     // The ring empties entirely, then is refilled.
     for i in 1..4u64 {
@@ -472,6 +586,12 @@ fn case46_49_rx_waits_for_buffers_then_resumes_without_loss() {
     dev.process_rx(&mem, &mut n, 16);
     assert_eq!(dev.stats().rx_packets, 3);
     assert!(!dev.rx_pending());
+    let b = dev.backend();
+    if lend.is_some() {
+        assert_eq!((b.consumed, b.received), (3, 0), "all three lent");
+    } else {
+        assert_eq!((b.consumed, b.received), (0, 3));
+    }
     // I-POOL-5: one idle RX slot is kept for the next frame, and counted.
     assert_eq!(dev.pool_slots_held(), (1, 0));
     assert_eq!(pools.0.available(), 3);
@@ -520,10 +640,24 @@ fn case48_there_is_no_control_queue_to_attack() {
 /// completed in software; a GSO frame is dropped (I-NET-7).
 #[test]
 fn rx_offloads_not_negotiated_are_fixed_up_or_dropped() {
+    for lend in [None, Some(0)] {
+        rx_offloads_fixed_up(lend);
+    }
+}
+
+/// A lending backend's frames (`lend`) that need fixing up are taken into
+/// a pool slot with `receive` first (I-NET-12).
+fn rx_offloads_fixed_up(lend: Option<usize>) {
     use crate::wire::net_hdr::{Gso, GsoKind, PartialCsum};
     let mem = TestMemory::new(0, MEM);
     let pools: (FramePool<4096, 4>, FramePool<4096, 4>) = (FramePool::new(), FramePool::new());
-    let (mut dev, mut rx, _tx) = started(&mem, &pools, Features::VERSION_1, BackendCaps::default());
+    let (mut dev, mut rx, _tx) = started_lending(
+        &mem,
+        &pools,
+        Features::VERSION_1,
+        BackendCaps::default(),
+        lend,
+    );
     rx_chain(&mem, &mut rx, BUF, 2048);
     rx_chain(&mem, &mut rx, BUF + 0x1000, 2048);
     let csum = NetHdrRepr {
@@ -562,6 +696,8 @@ fn rx_offloads_not_negotiated_are_fixed_up_or_dropped() {
     let seed = frame(100, 2);
     check.extend_from_slice(&seed[40..42]);
     assert_eq!(ones_complement_sum(&check), 0xffff);
+    let b = dev.backend();
+    assert_eq!((b.consumed, b.received), (0, 2), "both through a slot");
 }
 
 /// A memory that counts writes, to prove silence after reset.

@@ -157,6 +157,22 @@ impl Backend for AnyBackend {
     fn receive(&mut self, buf: &mut [u8]) -> Result<Option<RxFrame>, BackendError> {
         each!(self, b => b.receive(buf))
     }
+    #[inline]
+    fn tx_buffer(&mut self, len: usize) -> Option<&mut [u8]> {
+        each!(self, b => b.tx_buffer(len))
+    }
+    #[inline]
+    fn tx_commit(&mut self, hdr: &NetHdrRepr, len: usize) -> Result<(), BackendError> {
+        each!(self, b => b.tx_commit(hdr, len))
+    }
+    #[inline]
+    fn rx_peek(&mut self) -> Option<(&[u8], NetHdrRepr)> {
+        each!(self, b => b.rx_peek())
+    }
+    #[inline]
+    fn rx_consume(&mut self) {
+        each!(self, b => b.rx_consume())
+    }
 }
 
 impl HostBackend for AnyBackend {
