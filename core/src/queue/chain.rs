@@ -155,6 +155,27 @@ impl<const S: usize> DescriptorChain<S> {
         }
     }
 
+    /// Write all `L` bytes of `src` into the device-writable part at
+    /// `offset`: whether they all fit (nothing is written otherwise, unless
+    /// the range spans segments and guest memory fails part-way). A
+    /// constant length inside the first writable segment compiles to plain
+    /// stores (the RX header).
+    #[inline]
+    pub fn write_array<M: GuestMemory + ?Sized, const L: usize>(
+        &self,
+        mem: &M,
+        offset: usize,
+        src: &[u8; L],
+    ) -> bool {
+        if let Some(addr) = self.inside_first(true, offset, L) {
+            return mem.write(addr, src).is_ok();
+        }
+        if offset.saturating_add(L) > self.writable_len as usize {
+            return false;
+        }
+        matches!(self.write_at(mem, offset, src), Ok(n) if n == L)
+    }
+
     /// The guest address of `[offset, offset + len)` when that range lies
     /// inside the first readable (`writable == false`) or first writable
     /// segment.

@@ -225,6 +225,18 @@ impl SplitQueue {
         self.avail_shadow
     }
 
+    /// Whether the driver made chains available that the device has not
+    /// popped: from the avail idx last read, else from one new acquire load
+    /// of it (validated as [`Virtqueue::pop`] does; an error breaks the
+    /// queue the same way).
+    pub fn has_available<M: GuestMemory + ?Sized>(&mut self, mem: &M) -> Result<bool, QueueError> {
+        self.check()?;
+        if self.next_avail != self.avail_shadow {
+            return Ok(true);
+        }
+        Ok(self.refresh_avail(mem)? != self.next_avail)
+    }
+
     /// Chains the driver has made available and the device has not popped
     /// (from the last avail idx read; 0 when the ring is broken).
     pub fn pending_hint(&self) -> u16 {

@@ -343,6 +343,35 @@ fn case14_spurious_kicks_do_constant_work() {
     );
 }
 
+/// Case 14 (device part's check): `has_available` costs one avail-idx load
+/// on an idle ring and none while chains are known to be pending; it
+/// validates the index like `pop` (case 9: more than `size` ahead breaks
+/// the queue).
+#[test]
+fn case14_has_available_loads_avail_idx_only_when_idle() {
+    let mem = TestMemory::new(0, MEM);
+    let (mut d, mut q) = setup(&mem, 16, ALL);
+    let counting = CountingMemory::new(&mem);
+    assert_eq!(q.has_available(&counting), Ok(false));
+    assert_eq!(counting.total_reads(), 1);
+    d.add_chain(&mem, &[(BUF, 64, false)]).unwrap();
+    d.publish(&mem).unwrap();
+    assert_eq!(q.has_available(&counting), Ok(true));
+    assert_eq!(q.has_available(&counting), Ok(true));
+    assert_eq!(counting.total_reads(), 2, "pending: no new load");
+    assert!(matches!(
+        pop_one(&mut q, &mem).0,
+        Ok(Some(Popped::Chain(_)))
+    ));
+    assert_eq!(q.has_available(&mem), Ok(false));
+    d.set_avail_idx(&mem, 100).unwrap();
+    assert!(matches!(
+        q.has_available(&mem),
+        Err(QueueError::InvalidAvailIdx { .. })
+    ));
+    assert!(q.broken().is_some());
+}
+
 /// Case 15 (queue part): pop does one chain's worth of work per call, so a
 /// ring that is always full returns control to the caller after each chain.
 #[test]
@@ -1097,6 +1126,34 @@ fn write_at_only_touches_writable_segments() {
     assert!(buf[b + 105..b + 110].iter().all(|&x| x == 0xAA));
     assert!(buf[b + 200..b + 210].iter().all(|&x| x == 0xAA));
     assert!(buf[b + 210..b + 220].iter().all(|&x| x == 0));
+}
+
+/// I-QUEUE-7: `write_array` writes all of its bytes or, when they do not
+/// fit the writable part, none; across segments too.
+#[test]
+fn write_array_writes_all_or_nothing() {
+    let buf;
+    {
+        let mem = TestMemory::new(0, MEM);
+        let (mut d, mut q) = setup(&mem, 16, ALL);
+        d.add_chain(&mem, &[(BUF, 8, true), (BUF + 100, 6, true)])
+            .unwrap();
+        d.publish(&mem).unwrap();
+        let (r, c) = pop_one(&mut q, &mem);
+        assert!(matches!(r, Ok(Some(Popped::Chain(_)))));
+        assert!(c.write_array(&mem, 0, &[0xAA; 4]), "inside the first");
+        assert!(c.write_array(&mem, 2, &[0xBB; 12]), "across both");
+        assert!(!c.write_array(&mem, 3, &[0xCC; 12]), "one byte too many");
+        assert!(!c.write_array(&mem, 20, &[0xCC; 1]));
+        buf = mem.bytes(0, MEM);
+    }
+    let b = BUF as usize;
+    assert_eq!(
+        &buf[b..b + 8],
+        &[0xAA, 0xAA, 0xBB, 0xBB, 0xBB, 0xBB, 0xBB, 0xBB]
+    );
+    assert_eq!(&buf[b + 100..b + 106], &[0xBB; 6]);
+    assert!(!buf.contains(&0xCC), "nothing of the refused writes");
 }
 
 // ---------------------------------------------------------------- prefetch hints
