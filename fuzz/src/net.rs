@@ -246,6 +246,20 @@ pub struct RecBackend {
     pub handed: HandedLog,
     /// Offloads the device told us about.
     pub offloads: Option<Features>,
+    /// Lend storage to the device (zero-copy, I-NET-12): TX buffers (not
+    /// every time: every eighth call lends none, as a full backend) and
+    /// RX frames in place.
+    pub lend: bool,
+    /// The buffer lent for TX (garbage until the device fills it).
+    txbuf: Vec<u8>,
+    /// The RX frame lent and not consumed: lent again until it is.
+    lent: Option<(Vec<u8>, NetHdrRepr)>,
+}
+
+/// Whether the `bits` of an input's backend capabilities ask for a
+/// lending backend (bit 10; bits 0..=9 are [`caps`]).
+pub fn lends(bits: u16) -> bool {
+    bits & (1 << 10) != 0
 }
 
 impl RecBackend {
@@ -261,7 +275,21 @@ impl RecBackend {
             rx_faults: 0,
             handed,
             offloads: None,
+            lend: false,
+            txbuf: Vec::new(),
+            lent: None,
         }
+    }
+
+    /// Take a frame for the host, or fail as `fail_tx` says.
+    fn take(&mut self, hdr: &NetHdrRepr, frame: Vec<u8>) -> Result<(), BackendError> {
+        let n = self.tx_calls;
+        self.tx_calls += 1;
+        if (n % 8) < u64::from(self.fail_tx % 9) {
+            return Err(BackendError::Busy);
+        }
+        self.sent.push((*hdr, frame));
+        Ok(())
     }
 }
 
@@ -273,15 +301,56 @@ impl Backend for RecBackend {
         self.offloads = Some(negotiated);
     }
     fn transmit(&mut self, hdr: &NetHdrRepr, frame: &[u8]) -> Result<(), BackendError> {
-        let n = self.tx_calls;
-        self.tx_calls += 1;
-        if (n % 8) < u64::from(self.fail_tx % 9) {
-            return Err(BackendError::Busy);
+        self.take(hdr, frame.to_vec())
+    }
+    fn tx_buffer(&mut self, len: usize) -> Option<&mut [u8]> {
+        if !self.lend || self.tx_calls % 8 == 7 {
+            return None;
         }
-        self.sent.push((*hdr, frame.to_vec()));
-        Ok(())
+        // Garbage the device must overwrite entirely.
+        self.txbuf = vec![0xa5; len];
+        Some(&mut self.txbuf)
+    }
+    fn tx_commit(&mut self, hdr: &NetHdrRepr, len: usize) -> Result<(), BackendError> {
+        assert!(len <= self.txbuf.len(), "committed more than lent");
+        let frame = self.txbuf[..len].to_vec();
+        self.take(hdr, frame)
+    }
+    fn rx_peek(&mut self) -> Option<(&[u8], NetHdrRepr)> {
+        if !self.lend {
+            return None;
+        }
+        if self.lent.is_none() {
+            // Errors and lies are played through `receive`.
+            let Some(RxPlan::Frame(len, h)) = self.plans.front().copied() else {
+                return None;
+            };
+            self.plans.pop_front();
+            let bytes = frame_bytes(self.seq, len as usize % (BIG + 2));
+            self.seq += 1;
+            let hdr = h.repr();
+            self.handed.borrow_mut().push(Handed {
+                bytes: bytes.clone(),
+                hdr,
+            });
+            self.lent = Some((bytes, hdr));
+        }
+        self.lent.as_ref().map(|(b, h)| (&b[..], *h))
+    }
+    fn rx_consume(&mut self) {
+        assert!(self.lent.take().is_some(), "consumed a frame never lent");
     }
     fn receive(&mut self, buf: &mut [u8]) -> Result<Option<RxFrame>, BackendError> {
+        // The frame lent last (to be fixed up in a slot), if it fits.
+        if let Some((bytes, hdr)) = self.lent.take() {
+            if let Some(dst) = buf.get_mut(..bytes.len()) {
+                dst.copy_from_slice(&bytes);
+                return Ok(Some(RxFrame {
+                    len: bytes.len(),
+                    hdr,
+                }));
+            }
+        }
         loop {
             let Some(plan) = self.plans.pop_front() else {
                 return Ok(None);

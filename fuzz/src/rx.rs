@@ -100,7 +100,8 @@ pub struct Input {
     pub mem: MemSpec,
     /// 65550-byte slots (offloads possible) instead of 1536.
     pub big: bool,
-    /// Backend capability bits (see [`net::caps`]).
+    /// Backend capability bits (see [`net::caps`]; bit 10: the backend
+    /// lends its storage, [`net::lends`]).
     pub caps: u16,
     /// The embedder's offer.
     pub offer: u64,
@@ -175,6 +176,7 @@ fn run_with<const S: usize, const C: usize>(
     ) else {
         return;
     };
+    rig.dev.backend_mut().lend = net::lends(input.caps);
     let mut reader = Reader::default();
     let mut packets_base = rig.dev.stats().rx_packets;
 

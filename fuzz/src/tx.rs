@@ -132,7 +132,8 @@ pub struct Input {
     pub mem: MemSpec,
     /// 65550-byte slots (offloads possible) instead of 1536.
     pub big: bool,
-    /// Backend capability bits (see [`net::caps`]).
+    /// Backend capability bits (see [`net::caps`]; bit 10: the backend
+    /// lends its storage, [`net::lends`]).
     pub caps: u16,
     /// The embedder's offer.
     pub offer: u64,
@@ -207,6 +208,7 @@ fn run_with<const S: usize, const C: usize>(
         return;
     };
     rig.dev.backend_mut().fail_tx = input.fail_tx;
+    rig.dev.backend_mut().lend = net::lends(input.caps);
     rig.dev.interceptor_mut().claim = input.claim;
     let mut seq: u32 = 0;
     let mut sent: Vec<Sent> = Vec::new();

@@ -276,13 +276,19 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         }
     }
 
-    /// Reset (§2.4): drop the queues and any frame in hand, give every pool
-    /// slot back, forget the negotiated features. Nothing is written to
-    /// guest memory afterwards.
+    /// Reset (§2.4): drop the queues and any frame in hand (a frame a
+    /// lending backend lent and that waits for buffers is consumed, that
+    /// is dropped), give every pool slot back, forget the negotiated
+    /// features. Nothing is written to guest memory afterwards.
     pub fn reset(&mut self) {
         self.queues = [None, None];
         self.pending_rx = None;
-        self.rx_lent_waiting = false;
+        if self.rx_lent_waiting {
+            // Dropped like a frame waiting in a slot: the backend lent it
+            // to this device's RX queue, which is gone.
+            self.backend.rx_consume();
+            self.rx_lent_waiting = false;
+        }
         self.release_slots();
         self.negotiated = Features::empty();
         self.hdr_len = header_len(Features::VERSION_1);

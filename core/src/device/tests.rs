@@ -700,6 +700,42 @@ fn rx_offloads_fixed_up(lend: Option<usize>) {
     assert_eq!((b.consumed, b.received), (0, 2), "both through a slot");
 }
 
+/// Case 50 with a lending backend (I-NET-8, I-NET-12): a lent frame that
+/// waits for buffers at reset is consumed (dropped, as one waiting in a
+/// slot would be) and never reaches the re-initialised guest; the next
+/// frame does. Found by the `rx` fuzz target
+/// (`regress-lent-frame-waiting-across-reset`).
+#[test]
+fn case50_reset_drops_a_lent_frame_waiting_for_buffers() {
+    let mem = TestMemory::new(0, MEM);
+    let pools: (FramePool<2048, 4>, FramePool<2048, 4>) = (FramePool::new(), FramePool::new());
+    let (mut dev, _rx, _tx) = started_lending(&mem, &pools, mrg(), BackendCaps::default(), Some(0));
+    let old = frame(60, 1);
+    let new = frame(62, 2);
+    dev.backend_mut()
+        .to_guest
+        .push_back((old, NetHdrRepr::default()));
+    dev.backend_mut()
+        .to_guest
+        .push_back((new.clone(), NetHdrRepr::default()));
+    dev.process_rx(&mem, &mut Notes::default(), 16);
+    assert!(dev.rx_pending(), "no buffers: the first frame waits, lent");
+    dev.reset();
+    assert!(!dev.rx_pending());
+    assert_eq!(dev.backend().consumed, 1, "the waiting frame was dropped");
+    // Re-initialise and give one buffer: the second frame arrives.
+    dev.set_features(mrg()).unwrap();
+    let mut rx = TestDriver::new(&mem, RXQ, 64).unwrap();
+    dev.activate_queue(RX_QUEUE, rx.layout, &mem).unwrap();
+    dev.set_active(true);
+    rx_chain(&mem, &mut rx, BUF, 1024);
+    dev.process_rx(&mem, &mut Notes::default(), 16);
+    assert_eq!(rx.pop_used(&mem).unwrap(), Some((0, 12 + 62)));
+    let mut got = vec![0u8; 62];
+    mem.read(GuestAddress(BUF + 12), &mut got).unwrap();
+    assert_eq!(got, new);
+}
+
 /// A memory that counts writes, to prove silence after reset.
 struct WriteCounter<'a> {
     inner: &'a TestMemory,
