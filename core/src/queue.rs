@@ -187,8 +187,10 @@ pub trait Virtqueue {
     /// not the most recent is handed back in `Err`.
     fn undo_pop(&mut self, head: Head) -> Result<(), Head>;
 
-    /// Write a used element for `head` with `len` bytes written. Not visible
-    /// to the driver until [`Virtqueue::publish_used`].
+    /// Add a used element for `head` with `len` bytes written. Not visible
+    /// to the driver until [`Virtqueue::publish_used`]; the element itself
+    /// may reach the ring only then (the split queue batches them and
+    /// writes them in one copy, I-QUEUE-12).
     fn add_used<M: GuestMemory + ?Sized>(
         &mut self,
         mem: &M,

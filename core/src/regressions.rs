@@ -166,29 +166,38 @@ fn recording_wrapper_catches_stray_writes_and_used_idx_jumps() {
     let used_idx = GuestAddress(d.layout.used_ring.0 + 2);
     mem.write(used_idx, &[5, 0]).unwrap();
     assert_eq!(n(&mem), 3);
-    // Complete the chain: then its buffer is no longer writable.
+    // Complete the chain (its element reaches the ring when the queue
+    // publishes, I-QUEUE-12; publishing one element is fine): then its
+    // buffer is no longer writable.
     q.add_used(&mem, h, 32).unwrap();
+    q.publish_used(&mem).unwrap();
     assert_eq!(n(&mem), 3);
     mem.write(GuestAddress(BUF + 0x100), &[0]).unwrap();
     assert_eq!(n(&mem), 4);
-    // A used element for a head not in flight.
+    // A used element for a head not in flight, alone, then two in one
+    // batch.
     let elem = GuestAddress(d.layout.used_ring.0 + 4 + 8);
     mem.write(elem, &[3, 0, 0, 0, 0, 0, 0, 0]).unwrap();
     assert_eq!(n(&mem), 5);
-    // Publishing one element is fine; jumping ahead is not.
-    q.publish_used(&mem).unwrap();
-    assert_eq!(n(&mem), 5);
+    let two = [3, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0];
+    mem.write(elem, &two).unwrap();
+    assert_eq!(n(&mem), 7);
+    // Jumping ahead is not fine.
     mem.store_u16_release(used_idx, 3).unwrap();
-    assert_eq!(n(&mem), 6);
+    assert_eq!(n(&mem), 8);
     // Nothing watched: every write is a violation.
     mem.unwatch_all();
     mem.write(GuestAddress(d.layout.used_ring.0), &[0, 0])
         .unwrap();
-    assert_eq!(n(&mem), 7);
+    assert_eq!(n(&mem), 9);
     let caught = mem.violations();
     assert!(caught[2].contains("used idx"), "{caught:?}");
     assert!(caught[4].contains("not in flight"), "{caught:?}");
-    assert!(caught[5].contains("moved by 2"), "{caught:?}");
+    assert!(
+        caught[6].contains("head 4, which is not in flight"),
+        "{caught:?}"
+    );
+    assert!(caught[7].contains("moved by 2"), "{caught:?}");
 }
 
 /// The reference walk refuses what the spec forbids, as the device does.

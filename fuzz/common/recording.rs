@@ -9,8 +9,9 @@
 //!   avail_event), or inside a device-writable buffer of a chain that was
 //!   popped and not yet completed, as an independent reference walk of that
 //!   chain ([`ref_walk`]) describes it: a pop is seen as the device's 2-byte
-//!   read of an available-ring slot, a completion as its 8-byte write of a
-//!   used element (whose id must belong to a popped chain);
+//!   read of an available-ring slot, a completion as its write of a used
+//!   element, 8 bytes, or a run of them in one copy (whose ids must belong
+//!   to popped chains);
 //! - the used idx is only stored with release ordering, and only moves
 //!   forward, by at most the used elements written since the last store.
 //!
@@ -422,21 +423,34 @@ impl<M: GuestMemory> RecordingMemory<M> {
                 w.elems_unpublished = w.elems_unpublished.saturating_sub(u32::from(delta));
                 w.last_published = new;
                 allowed = true;
-            } else if len == 8 && addr >= elems && addr < elems_end && (addr - elems) % 8 == 0 {
-                // A used element: it completes a chain in flight.
-                let id = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
-                match w.in_flight.iter().position(|f| u32::from(f.head) == id) {
-                    Some(i) => {
-                        w.in_flight.remove(i);
-                        w.elems_unpublished += 1;
-                        w.completions += 1;
-                        allowed = true;
+            } else if len >= 8
+                && len % 8 == 0
+                && addr >= elems
+                && end <= elems_end
+                && (addr - elems) % 8 == 0
+            {
+                // Used elements (one, or a batch in one copy): each
+                // completes a chain in flight.
+                let mut ok = true;
+                for e in data.chunks_exact(8) {
+                    let id = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+                    match w.in_flight.iter().position(|f| u32::from(f.head) == id) {
+                        Some(i) => {
+                            w.in_flight.remove(i);
+                            w.elems_unpublished += 1;
+                            w.completions += 1;
+                        }
+                        // Frame bytes the guest asked for over its own used
+                        // ring.
+                        None => {
+                            ok = false;
+                            misplaced.push(std::format!(
+                                "queue {qi}: used element for head {id}, which is not in flight"
+                            ));
+                        }
                     }
-                    // Frame bytes the guest asked for over its own used ring.
-                    None => misplaced.push(std::format!(
-                        "queue {qi}: used element for head {id}, which is not in flight"
-                    )),
                 }
+                allowed = ok;
             } else if !granted && addr >= us && end <= ue {
                 if addr < idx_at + 2 && idx_at < end {
                     misplaced.push(std::format!(

@@ -201,7 +201,7 @@ impl<const S: usize> DescriptorChain<S> {
     /// Copy up to `dst.len()` device-readable bytes starting `offset` bytes
     /// into the chain. Returns the number of bytes copied (short at the end
     /// of the readable part).
-    #[inline]
+    #[inline(always)]
     pub fn read_at<M: GuestMemory + ?Sized>(
         &self,
         mem: &M,
@@ -214,6 +214,17 @@ impl<const S: usize> DescriptorChain<S> {
             mem.read(addr, dst)?;
             return Ok(dst.len());
         }
+        self.read_segments(mem, offset, dst)
+    }
+
+    /// [`DescriptorChain::read_at`] across segments.
+    #[inline(never)]
+    fn read_segments<M: GuestMemory + ?Sized>(
+        &self,
+        mem: &M,
+        offset: usize,
+        dst: &mut [u8],
+    ) -> Result<usize, MemError> {
         copy_segments(self.readable(), offset, dst.len(), |addr, pos, n| {
             let d = dst.get_mut(pos..pos.saturating_add(n)).unwrap_or(&mut []);
             mem.read(addr, d)
@@ -223,7 +234,7 @@ impl<const S: usize> DescriptorChain<S> {
     /// Copy up to `src.len()` bytes into the device-writable part, starting
     /// `offset` bytes into it. Returns the number of bytes written. Only
     /// ranges the driver marked writable are ever written (I-QUEUE-7).
-    #[inline]
+    #[inline(always)]
     pub fn write_at<M: GuestMemory + ?Sized>(
         &self,
         mem: &M,
@@ -235,6 +246,17 @@ impl<const S: usize> DescriptorChain<S> {
             mem.write(addr, src)?;
             return Ok(src.len());
         }
+        self.write_segments(mem, offset, src)
+    }
+
+    /// [`DescriptorChain::write_at`] across segments.
+    #[inline(never)]
+    fn write_segments<M: GuestMemory + ?Sized>(
+        &self,
+        mem: &M,
+        offset: usize,
+        src: &[u8],
+    ) -> Result<usize, MemError> {
         copy_segments(self.writable(), offset, src.len(), |addr, pos, n| {
             let s = src.get(pos..pos.saturating_add(n)).unwrap_or(&[]);
             mem.write(addr, s)

@@ -46,7 +46,16 @@ pub struct SplitQueue {
     /// Used idx when the driver was last considered for a notification.
     signalled_used: u16,
     broken: Option<QueueError>,
+    /// Used elements added and not yet written to the ring, for positions
+    /// `next_used - used_batched .. next_used`, as little-endian words
+    /// (I-QUEUE-12): written in one copy (two at the ring's end) when the
+    /// queue publishes, or when `USED_BATCH` are waiting.
+    used_batch: [u8; USED_BATCH * 8],
+    used_batched: u16,
 }
+
+/// Used elements [`SplitQueue`] keeps before writing them to the ring.
+const USED_BATCH: usize = 32;
 
 /// How many chains ahead [`SplitQueue::prefetch_ahead`] hints the buffer.
 const BUF_AHEAD: u16 = 2;
@@ -113,6 +122,8 @@ impl SplitQueue {
             in_flight: 0,
             signalled_used: 0,
             broken: None,
+            used_batch: [0; USED_BATCH * 8],
+            used_batched: 0,
         })
     }
 
@@ -123,6 +134,8 @@ impl SplitQueue {
         self.next_used = next_used;
         self.signalled_used = next_used;
         self.in_flight = 0;
+        // Elements of the old positions are meaningless now.
+        self.used_batched = 0;
     }
 
     /// Hint the memory a coming chain will need. The rings and buffers
@@ -196,6 +209,7 @@ impl SplitQueue {
             .map_err(QueueError::Mem)?;
         self.next_used = idx;
         self.signalled_used = idx;
+        self.used_batched = 0;
         Ok(())
     }
 
@@ -332,6 +346,34 @@ impl SplitQueue {
         self.avail_shadow = idx;
         Ok(idx)
     }
+
+    /// Write the batched used elements to the ring: at most two copies
+    /// (the batch may wrap at the ring's end), no index moved.
+    fn flush_used<M: GuestMemory + ?Sized>(&mut self, mem: &M) -> Result<(), QueueError> {
+        let n = self.used_batched;
+        if n == 0 {
+            return Ok(());
+        }
+        let first = self.next_used.wrapping_sub(n);
+        let to_end = self.layout.size.wrapping_sub(first & self.mask());
+        let k = n.min(to_end);
+        let bytes = |a: u16, b: u16| {
+            self.used_batch
+                .get(usize::from(a).saturating_mul(8)..usize::from(b).saturating_mul(8))
+                .unwrap_or(&[])
+        };
+        let r = mem
+            .write(self.used_entry_addr(first), bytes(0, k))
+            .and_then(|()| {
+                if k < n {
+                    mem.write(self.used_entry_addr(first.wrapping_add(k)), bytes(k, n))
+                } else {
+                    Ok(())
+                }
+            });
+        self.used_batched = 0;
+        r.map_err(|e| self.poison(QueueError::Mem(e)))
+    }
 }
 
 trait OffsetSaturating {
@@ -406,13 +448,17 @@ impl Virtqueue for SplitQueue {
         len: u32,
     ) -> Result<(), QueueError> {
         self.check()?;
-        // The element as one 8-byte word (UsedElem's layout: id, then len,
-        // little-endian): built from two 4-byte halves on the stack, it
-        // would be reloaded as 8 bytes, which store forwarding cannot serve.
-        let elem = (u64::from(len) << 32) | u64::from(head.index);
-        if let Err(e) = mem.write(self.used_entry_addr(self.next_used), &elem.to_le_bytes()) {
-            return Err(self.poison(QueueError::Mem(e)));
+        if usize::from(self.used_batched) >= USED_BATCH {
+            self.flush_used(mem)?;
         }
+        // The element as one 8-byte word (UsedElem's layout: id, then len,
+        // little-endian), kept until the queue publishes.
+        let elem = (u64::from(len) << 32) | u64::from(head.index);
+        let at = usize::from(self.used_batched).saturating_mul(8);
+        if let Some(slot) = self.used_batch.get_mut(at..at.saturating_add(8)) {
+            slot.copy_from_slice(&elem.to_le_bytes());
+        }
+        self.used_batched = self.used_batched.saturating_add(1);
         self.next_used = self.next_used.wrapping_add(1);
         self.in_flight = self.in_flight.saturating_sub(1);
         Ok(())
@@ -420,6 +466,9 @@ impl Virtqueue for SplitQueue {
 
     fn publish_used<M: GuestMemory + ?Sized>(&mut self, mem: &M) -> Result<(), QueueError> {
         self.check()?;
+        // The elements first; the release store below orders them before
+        // the index.
+        self.flush_used(mem)?;
         mem.store_u16_release(self.used_idx_addr(), self.next_used)
             .map_err(|e| self.poison(QueueError::Mem(e)))
     }

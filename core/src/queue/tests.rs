@@ -875,6 +875,34 @@ fn case31_each_descriptor_is_read_exactly_once() {
 
 // ---------------------------------------------------------------- completion
 
+/// Guest-memory writes in order: `(addr, bytes, release store)`.
+struct WriteLog<'a> {
+    inner: &'a TestMemory,
+    log: RefCell<Vec<(u64, Vec<u8>, bool)>>,
+}
+
+impl GuestMemory for WriteLog<'_> {
+    fn read(&self, a: GuestAddress, d: &mut [u8]) -> Result<(), MemError> {
+        self.inner.read(a, d)
+    }
+    fn write(&self, a: GuestAddress, s: &[u8]) -> Result<(), MemError> {
+        self.log.borrow_mut().push((a.0, s.to_vec(), false));
+        self.inner.write(a, s)
+    }
+    fn check_range(&self, a: GuestAddress, len: u64) -> Result<(), MemError> {
+        self.inner.check_range(a, len)
+    }
+    fn load_u16_acquire(&self, a: GuestAddress) -> Result<u16, MemError> {
+        self.inner.load_u16_acquire(a)
+    }
+    fn store_u16_release(&self, a: GuestAddress, v: u16) -> Result<(), MemError> {
+        self.log
+            .borrow_mut()
+            .push((a.0, v.to_le_bytes().to_vec(), true));
+        self.inner.store_u16_release(a, v)
+    }
+}
+
 /// Case 32, I-QUEUE-9: the used element (with its len) is written before the
 /// used idx, and idx only moves on publish.
 #[test]
@@ -887,14 +915,87 @@ fn case32_used_len_is_written_before_the_used_idx_moves() {
     let Ok(Some(Popped::Chain(t))) = r else {
         panic!()
     };
-    q.add_used(&mem, t, 72).unwrap();
+    let log = WriteLog {
+        inner: &mem,
+        log: RefCell::new(Vec::new()),
+    };
+    q.add_used(&log, t, 72).unwrap();
     assert_eq!(d.used_idx(&mem).unwrap(), 0, "not visible before publish");
-    let e: crate::wire::UsedElem = mem
-        .read_obj(GuestAddress(d.layout.used_ring.0 + 4))
-        .unwrap();
-    assert_eq!((e.id.get(), e.len.get()), (h as u32, 72));
-    q.publish_used(&mem).unwrap();
+    q.publish_used(&log).unwrap();
+    let used = d.layout.used_ring.0;
+    let mut elem = (h as u32).to_le_bytes().to_vec();
+    elem.extend_from_slice(&72u32.to_le_bytes());
+    assert_eq!(
+        *log.log.borrow(),
+        [(used + 4, elem, false), (used + 2, vec![1, 0], true)],
+        "the element, then the index with release"
+    );
     assert_eq!(d.pop_used(&mem).unwrap(), Some((h as u32, 72)));
+}
+
+/// I-QUEUE-12: used elements are batched: written at publish in one copy,
+/// two when the batch wraps at the ring's end, and in batches of 32 when
+/// more are added before a publish; the driver reads every one, in order.
+#[test]
+fn used_elements_are_written_in_batches_and_wrap_at_the_ring_end() {
+    let mem = TestMemory::new(0, MEM);
+    let (mut d, mut q) = setup(&mem, 64, ALL);
+    let log = WriteLog {
+        inner: &mem,
+        log: RefCell::new(Vec::new()),
+    };
+    let mut expect = Vec::new();
+    // 60 chains published and completed first, so the next batch starts
+    // 4 elements before the ring's end.
+    for round in [60usize, 10, 40] {
+        for i in 0..round {
+            d.add_chain(&mem, &[(BUF + 64 * (i as u64 % 64), 64, true)])
+                .unwrap();
+        }
+        d.publish(&mem).unwrap();
+        log.log.borrow_mut().clear();
+        for i in 0..round {
+            let (r, _) = pop_one(&mut q, &mem);
+            let Ok(Some(Popped::Chain(t))) = r else {
+                panic!("pop {i}")
+            };
+            expect.push((t.index() as u32, i as u32));
+            q.add_used(&log, t, i as u32).unwrap();
+        }
+        q.publish_used(&log).unwrap();
+        let writes: Vec<(u64, usize, bool)> = log
+            .log
+            .borrow()
+            .iter()
+            .map(|(a, b, r)| (*a - d.layout.used_ring.0, b.len(), *r))
+            .collect();
+        match round {
+            // 32, then 28, then the index.
+            60 => assert_eq!(
+                writes,
+                [(4, 256, false), (4 + 256, 224, false), (2, 2, true)]
+            ),
+            // 4 to the end of the ring, 6 from its start.
+            10 => assert_eq!(
+                writes,
+                [(4 + 60 * 8, 32, false), (4, 48, false), (2, 2, true)]
+            ),
+            // 32 from slot 6, then 8 from slot 38.
+            _ => assert_eq!(
+                writes,
+                [
+                    (4 + 6 * 8, 256, false),
+                    (4 + 38 * 8, 64, false),
+                    (2, 2, true)
+                ]
+            ),
+        }
+        for &(id, len) in &expect {
+            assert_eq!(d.pop_used(&mem).unwrap(), Some((id, len)));
+        }
+        assert_eq!(d.pop_used(&mem).unwrap(), None);
+        expect.clear();
+    }
 }
 
 /// Case 33, I-QUEUE-6: many malformed chains: each head comes back once with

@@ -266,7 +266,23 @@ impl NetHdrRepr {
     /// - Without NEEDS_CSUM, csum_start/csum_offset are never read.
     /// - A GSO frame must have NEEDS_CSUM, a negotiated type, gso_size > 0 and
     ///   0 < hdr_len <= frame length.
+    #[inline]
     pub fn parse_tx(
+        hdr: &VirtioNetHdr,
+        frame_len: usize,
+        negotiated: Features,
+    ) -> Result<NetHdrRepr, HdrError> {
+        // The usual header: no checksum to complete, no segmentation;
+        // nothing else in it is read.
+        if hdr.flags & NetHdrFlags::NEEDS_CSUM.bits() == 0 && hdr.gso_type == 0 {
+            return Ok(NetHdrRepr::default());
+        }
+        Self::parse_tx_offloads(hdr, frame_len, negotiated)
+    }
+
+    /// [`NetHdrRepr::parse_tx`] for a header asking for a checksum or
+    /// segmentation.
+    fn parse_tx_offloads(
         hdr: &VirtioNetHdr,
         frame_len: usize,
         negotiated: Features,
