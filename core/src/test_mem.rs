@@ -4,7 +4,9 @@
 #![allow(unsafe_code)]
 
 use crate::mem::{GuestAddress, GuestMemory, MemError, Region, RegionMemory};
+use core::cell::RefCell;
 use std::boxed::Box;
+use std::collections::BTreeMap;
 use std::vec;
 use std::vec::Vec;
 
@@ -66,5 +68,68 @@ impl GuestMemory for TestMemory {
     }
     fn prefetch_for_write(&self, a: GuestAddress) {
         self.mem.prefetch_for_write(a)
+    }
+}
+
+/// Wraps a memory, counts reads per address, logs writes in order
+/// (`(addr, bytes, release store)`: to pin ordering, and silence after
+/// reset), and with `flip_on_second_read` returns different bytes for any
+/// range read a second time (CVE-2020-14375).
+pub(crate) struct CountingMemory<'a, M: GuestMemory> {
+    inner: &'a M,
+    /// Reads per address.
+    pub(crate) reads: RefCell<BTreeMap<u64, usize>>,
+    /// Return flipped bytes for a range read again.
+    pub(crate) flip_on_second_read: bool,
+    /// The writes, in order.
+    pub(crate) writes: RefCell<Vec<(u64, Vec<u8>, bool)>>,
+}
+
+impl<'a, M: GuestMemory> CountingMemory<'a, M> {
+    pub(crate) fn new(inner: &'a M) -> Self {
+        CountingMemory {
+            inner,
+            reads: RefCell::new(BTreeMap::new()),
+            flip_on_second_read: false,
+            writes: RefCell::new(Vec::new()),
+        }
+    }
+    pub(crate) fn total_reads(&self) -> usize {
+        self.reads.borrow().values().sum()
+    }
+}
+
+impl<M: GuestMemory> GuestMemory for CountingMemory<'_, M> {
+    fn read(&self, a: GuestAddress, d: &mut [u8]) -> Result<(), MemError> {
+        let n = {
+            let mut r = self.reads.borrow_mut();
+            let n = r.entry(a.0).or_insert(0);
+            *n += 1;
+            *n
+        };
+        self.inner.read(a, d)?;
+        if self.flip_on_second_read && n > 1 {
+            for b in d.iter_mut() {
+                *b ^= 0xff;
+            }
+        }
+        Ok(())
+    }
+    fn write(&self, a: GuestAddress, s: &[u8]) -> Result<(), MemError> {
+        self.writes.borrow_mut().push((a.0, s.to_vec(), false));
+        self.inner.write(a, s)
+    }
+    fn check_range(&self, a: GuestAddress, len: u64) -> Result<(), MemError> {
+        self.inner.check_range(a, len)
+    }
+    fn load_u16_acquire(&self, a: GuestAddress) -> Result<u16, MemError> {
+        *self.reads.borrow_mut().entry(a.0).or_insert(0) += 1;
+        self.inner.load_u16_acquire(a)
+    }
+    fn store_u16_release(&self, a: GuestAddress, v: u16) -> Result<(), MemError> {
+        self.writes
+            .borrow_mut()
+            .push((a.0, v.to_le_bytes().to_vec(), true));
+        self.inner.store_u16_release(a, v)
     }
 }

@@ -3,12 +3,11 @@
 //! and reset. Each test names the case and the invariant it pins.
 
 use super::*;
-use crate::mem::{GuestAddress, MemError};
-use crate::test_mem::TestMemory;
+use crate::mem::GuestAddress;
+use crate::test_mem::{CountingMemory, TestMemory};
 use crate::testing::TestDriver;
 use crate::wire::net_hdr::ones_complement_sum;
 use crate::wire::{NetHdrFlags, VirtioNetHdr};
-use core::cell::Cell;
 use std::collections::VecDeque;
 use std::vec;
 use std::vec::Vec;
@@ -736,32 +735,6 @@ fn case50_reset_drops_a_lent_frame_waiting_for_buffers() {
     assert_eq!(got, new);
 }
 
-/// A memory that counts writes, to prove silence after reset.
-struct WriteCounter<'a> {
-    inner: &'a TestMemory,
-    writes: Cell<usize>,
-}
-
-impl GuestMemory for WriteCounter<'_> {
-    fn read(&self, a: GuestAddress, d: &mut [u8]) -> Result<(), MemError> {
-        self.inner.read(a, d)
-    }
-    fn write(&self, a: GuestAddress, s: &[u8]) -> Result<(), MemError> {
-        self.writes.set(self.writes.get() + 1);
-        self.inner.write(a, s)
-    }
-    fn check_range(&self, a: GuestAddress, l: u64) -> Result<(), MemError> {
-        self.inner.check_range(a, l)
-    }
-    fn load_u16_acquire(&self, a: GuestAddress) -> Result<u16, MemError> {
-        self.inner.load_u16_acquire(a)
-    }
-    fn store_u16_release(&self, a: GuestAddress, v: u16) -> Result<(), MemError> {
-        self.writes.set(self.writes.get() + 1);
-        self.inner.store_u16_release(a, v)
-    }
-}
-
 /// Case 50, §2.4.1, I-NET-8: reset with a frame in hand: nothing is written
 /// afterwards, no notification, and 10^4 reset/re-init cycles leak nothing.
 #[test]
@@ -780,10 +753,7 @@ fn case50_reset_stops_all_writes_and_cycles_leak_nothing() {
         assert!(dev.rx_pending());
         dev.reset();
         assert_eq!(pools.0.available(), 4, "cycle {i}: slot returned on reset");
-        let counting = WriteCounter {
-            inner: &mem,
-            writes: Cell::new(0),
-        };
+        let counting = CountingMemory::new(&mem);
         rx_chain(&mem, &mut rx, BUF, 2048);
         send(
             &mem,
@@ -794,7 +764,7 @@ fn case50_reset_stops_all_writes_and_cycles_leak_nothing() {
         );
         dev.process_rx(&counting, &mut n, 4);
         dev.process_tx(&counting, &mut n, 4);
-        assert_eq!(counting.writes.get(), 0, "no writes after reset");
+        assert_eq!(counting.writes.borrow().len(), 0, "no writes after reset");
         assert!(
             n.used.is_empty() && n.config == 0,
             "no notifications after reset"

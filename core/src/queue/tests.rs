@@ -5,11 +5,9 @@
 
 use super::*;
 use crate::mem::{Region, RegionMemory};
-use crate::test_mem::TestMemory;
+use crate::test_mem::{CountingMemory, TestMemory};
 use crate::testing::TestDriver;
 use crate::wire::{DescFlags, Descriptor};
-use core::cell::RefCell;
-use std::collections::BTreeMap;
 use std::vec;
 use std::vec::Vec;
 
@@ -772,58 +770,6 @@ fn case30_indirect_loops_and_out_of_table_next_are_bounded_errors() {
     );
 }
 
-/// Wraps a memory, counts reads per address, and returns different bytes
-/// for any range read a second time (CVE-2020-14375).
-struct CountingMemory<'a, M: GuestMemory> {
-    inner: &'a M,
-    reads: RefCell<BTreeMap<u64, usize>>,
-    flip_on_second_read: bool,
-}
-
-impl<'a, M: GuestMemory> CountingMemory<'a, M> {
-    fn new(inner: &'a M) -> Self {
-        CountingMemory {
-            inner,
-            reads: RefCell::new(BTreeMap::new()),
-            flip_on_second_read: false,
-        }
-    }
-    fn total_reads(&self) -> usize {
-        self.reads.borrow().values().sum()
-    }
-}
-
-impl<M: GuestMemory> GuestMemory for CountingMemory<'_, M> {
-    fn read(&self, a: GuestAddress, d: &mut [u8]) -> Result<(), MemError> {
-        let n = {
-            let mut r = self.reads.borrow_mut();
-            let n = r.entry(a.0).or_insert(0);
-            *n += 1;
-            *n
-        };
-        self.inner.read(a, d)?;
-        if self.flip_on_second_read && n > 1 {
-            for b in d.iter_mut() {
-                *b ^= 0xff;
-            }
-        }
-        Ok(())
-    }
-    fn write(&self, a: GuestAddress, s: &[u8]) -> Result<(), MemError> {
-        self.inner.write(a, s)
-    }
-    fn check_range(&self, a: GuestAddress, len: u64) -> Result<(), MemError> {
-        self.inner.check_range(a, len)
-    }
-    fn load_u16_acquire(&self, a: GuestAddress) -> Result<u16, MemError> {
-        *self.reads.borrow_mut().entry(a.0).or_insert(0) += 1;
-        self.inner.load_u16_acquire(a)
-    }
-    fn store_u16_release(&self, a: GuestAddress, v: u16) -> Result<(), MemError> {
-        self.inner.store_u16_release(a, v)
-    }
-}
-
 /// Case 31, I-QUEUE-2: every descriptor is fetched exactly once, so a guest
 /// that changes it after the first read cannot change what was validated.
 #[test]
@@ -875,34 +821,6 @@ fn case31_each_descriptor_is_read_exactly_once() {
 
 // ---------------------------------------------------------------- completion
 
-/// Guest-memory writes in order: `(addr, bytes, release store)`.
-struct WriteLog<'a> {
-    inner: &'a TestMemory,
-    log: RefCell<Vec<(u64, Vec<u8>, bool)>>,
-}
-
-impl GuestMemory for WriteLog<'_> {
-    fn read(&self, a: GuestAddress, d: &mut [u8]) -> Result<(), MemError> {
-        self.inner.read(a, d)
-    }
-    fn write(&self, a: GuestAddress, s: &[u8]) -> Result<(), MemError> {
-        self.log.borrow_mut().push((a.0, s.to_vec(), false));
-        self.inner.write(a, s)
-    }
-    fn check_range(&self, a: GuestAddress, len: u64) -> Result<(), MemError> {
-        self.inner.check_range(a, len)
-    }
-    fn load_u16_acquire(&self, a: GuestAddress) -> Result<u16, MemError> {
-        self.inner.load_u16_acquire(a)
-    }
-    fn store_u16_release(&self, a: GuestAddress, v: u16) -> Result<(), MemError> {
-        self.log
-            .borrow_mut()
-            .push((a.0, v.to_le_bytes().to_vec(), true));
-        self.inner.store_u16_release(a, v)
-    }
-}
-
 /// Case 32, I-QUEUE-9: the used element (with its len) is written before the
 /// used idx, and idx only moves on publish.
 #[test]
@@ -915,10 +833,7 @@ fn case32_used_len_is_written_before_the_used_idx_moves() {
     let Ok(Some(Popped::Chain(t))) = r else {
         panic!()
     };
-    let log = WriteLog {
-        inner: &mem,
-        log: RefCell::new(Vec::new()),
-    };
+    let log = CountingMemory::new(&mem);
     q.add_used(&log, t, 72).unwrap();
     assert_eq!(d.used_idx(&mem).unwrap(), 0, "not visible before publish");
     q.publish_used(&log).unwrap();
@@ -926,7 +841,7 @@ fn case32_used_len_is_written_before_the_used_idx_moves() {
     let mut elem = (h as u32).to_le_bytes().to_vec();
     elem.extend_from_slice(&72u32.to_le_bytes());
     assert_eq!(
-        *log.log.borrow(),
+        *log.writes.borrow(),
         [(used + 4, elem, false), (used + 2, vec![1, 0], true)],
         "the element, then the index with release"
     );
@@ -940,10 +855,7 @@ fn case32_used_len_is_written_before_the_used_idx_moves() {
 fn used_elements_are_written_in_batches_and_wrap_at_the_ring_end() {
     let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 64, ALL);
-    let log = WriteLog {
-        inner: &mem,
-        log: RefCell::new(Vec::new()),
-    };
+    let log = CountingMemory::new(&mem);
     let mut expect = Vec::new();
     // 60 chains published and completed first, so the next batch starts
     // 4 elements before the ring's end.
@@ -953,7 +865,7 @@ fn used_elements_are_written_in_batches_and_wrap_at_the_ring_end() {
                 .unwrap();
         }
         d.publish(&mem).unwrap();
-        log.log.borrow_mut().clear();
+        log.writes.borrow_mut().clear();
         for i in 0..round {
             let (r, _) = pop_one(&mut q, &mem);
             let Ok(Some(Popped::Chain(t))) = r else {
@@ -964,7 +876,7 @@ fn used_elements_are_written_in_batches_and_wrap_at_the_ring_end() {
         }
         q.publish_used(&log).unwrap();
         let writes: Vec<(u64, usize, bool)> = log
-            .log
+            .writes
             .borrow()
             .iter()
             .map(|(a, b, r)| (*a - d.layout.used_ring.0, b.len(), *r))
