@@ -848,24 +848,46 @@ fn case32_used_len_is_written_before_the_used_idx_moves() {
     assert_eq!(d.pop_used(&mem).unwrap(), Some((h as u32, 72)));
 }
 
-/// I-QUEUE-12: used elements are batched: written at publish in one copy,
-/// two when the batch wraps at the ring's end, and in batches of 32 when
-/// more are added before a publish; the driver reads every one, in order.
+/// I-QUEUE-12: used elements are batched: written `USED_BATCH` at a time in
+/// one copy each (two when a batch wraps at the ring's end), the last
+/// partial batch at publish, then the index; the driver reads every one, in
+/// order.
 #[test]
 fn used_elements_are_written_in_batches_and_wrap_at_the_ring_end() {
+    use super::split::USED_BATCH;
+    const SIZE: u16 = 64;
+    // The copies a round of `n` completions starting at ring slot `start`
+    // must make: (offset in the used ring, bytes, release store).
+    let model = |start: usize, n: usize| {
+        let mut out = Vec::new();
+        let (mut pos, mut left) = (start, n);
+        while left > 0 {
+            let k = left.min(USED_BATCH);
+            let slot = pos % usize::from(SIZE);
+            let a = k.min(usize::from(SIZE) - slot);
+            out.push((4 + 8 * slot as u64, 8 * a, false));
+            if k > a {
+                out.push((4, 8 * (k - a), false));
+            }
+            pos += k;
+            left -= k;
+        }
+        out.push((2, 2, true));
+        out
+    };
     let mem = TestMemory::new(0, MEM);
-    let (mut d, mut q) = setup(&mem, 64, ALL);
+    let (mut d, mut q) = setup(&mem, SIZE, ALL);
     let log = CountingMemory::new(&mem);
-    let mut expect = Vec::new();
-    // 60 chains published and completed first, so the next batch starts
-    // 4 elements before the ring's end.
-    for round in [60usize, 10, 40] {
+    let mut start = 0usize;
+    // 60 first, so that a batch of the next round wraps at the ring's end.
+    for round in [60usize, 10, 40, 3] {
         for i in 0..round {
             d.add_chain(&mem, &[(BUF + 64 * (i as u64 % 64), 64, true)])
                 .unwrap();
         }
         d.publish(&mem).unwrap();
         log.writes.borrow_mut().clear();
+        let mut expect = Vec::new();
         for i in 0..round {
             let (r, _) = pop_one(&mut q, &mem);
             let Ok(Some(Popped::Chain(t))) = r else {
@@ -881,32 +903,12 @@ fn used_elements_are_written_in_batches_and_wrap_at_the_ring_end() {
             .iter()
             .map(|(a, b, r)| (*a - d.layout.used_ring.0, b.len(), *r))
             .collect();
-        match round {
-            // 32, then 28, then the index.
-            60 => assert_eq!(
-                writes,
-                [(4, 256, false), (4 + 256, 224, false), (2, 2, true)]
-            ),
-            // 4 to the end of the ring, 6 from its start.
-            10 => assert_eq!(
-                writes,
-                [(4 + 60 * 8, 32, false), (4, 48, false), (2, 2, true)]
-            ),
-            // 32 from slot 6, then 8 from slot 38.
-            _ => assert_eq!(
-                writes,
-                [
-                    (4 + 6 * 8, 256, false),
-                    (4 + 38 * 8, 64, false),
-                    (2, 2, true)
-                ]
-            ),
-        }
+        assert_eq!(writes, model(start, round), "round of {round}");
         for &(id, len) in &expect {
             assert_eq!(d.pop_used(&mem).unwrap(), Some((id, len)));
         }
         assert_eq!(d.pop_used(&mem).unwrap(), None);
-        expect.clear();
+        start += round;
     }
 }
 
