@@ -114,6 +114,22 @@ pub struct NetDevice<
     const SLOT: usize = DEFAULT_SLOT_SIZE,
     const COUNT: usize = DEFAULT_SLOT_COUNT,
 > {
+    /// The queues, apart from the rest so that a processing loop can borrow
+    /// its queue and the rest at once (a queue is not moved out per call).
+    queues: [Option<SplitQueue>; 2],
+    dp: Datapath<'p, B, I, SLOT, COUNT>,
+}
+
+/// A queue's processing loop: [`Datapath::tx_loop`] or [`Datapath::rx_loop`].
+type Work<'p, B, I, M, const SLOT: usize, const COUNT: usize> = fn(
+    &mut Datapath<'p, B, I, SLOT, COUNT>,
+    &mut SplitQueue,
+    &M,
+    usize,
+) -> Result<Progress, QueueError>;
+
+/// Everything of a [`NetDevice`] but its queues.
+struct Datapath<'p, B, I, const SLOT: usize, const COUNT: usize> {
     config: NetConfig,
     offered: Features,
     negotiated: Features,
@@ -122,7 +138,6 @@ pub struct NetDevice<
     interceptor: I,
     rx_pool: &'p FramePool<SLOT, COUNT>,
     tx_pool: &'p FramePool<SLOT, COUNT>,
-    queues: [Option<SplitQueue>; 2],
     pending_rx: Option<(Frame<'p, SLOT, COUNT>, NetHdrRepr)>,
     /// A frame the backend lends ([`Backend::rx_peek`]) waits for guest
     /// buffers (it stays in the backend).
@@ -153,50 +168,52 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
     ) -> Self {
         let offered = offerable(&config, SLOT, backend.caps());
         NetDevice {
-            config,
-            offered,
-            negotiated: Features::empty(),
-            hdr_len: header_len(Features::VERSION_1),
-            backend,
-            interceptor,
-            rx_pool,
-            tx_pool,
             queues: [None, None],
-            pending_rx: None,
-            rx_lent_waiting: false,
-            tx_slot: None,
-            rx_slot: None,
-            active: false,
-            polling: false,
-            needs_reset: false,
-            link_up: config.link_up,
-            config_generation: 0,
-            stats: NetStats::default(),
+            dp: Datapath {
+                config,
+                offered,
+                negotiated: Features::empty(),
+                hdr_len: header_len(Features::VERSION_1),
+                backend,
+                interceptor,
+                rx_pool,
+                tx_pool,
+                pending_rx: None,
+                rx_lent_waiting: false,
+                tx_slot: None,
+                rx_slot: None,
+                active: false,
+                polling: false,
+                needs_reset: false,
+                link_up: config.link_up,
+                config_generation: 0,
+                stats: NetStats::default(),
+            },
         }
     }
 
     /// The features the device offers.
     pub fn offered_features(&self) -> Features {
-        self.offered
+        self.dp.offered
     }
 
     /// The features negotiated with the driver (empty before).
     pub fn negotiated_features(&self) -> Features {
-        self.negotiated
+        self.dp.negotiated
     }
 
     /// The configuration.
     pub fn config(&self) -> &NetConfig {
-        &self.config
+        &self.dp.config
     }
 
     /// Accept the driver's features if they are a valid subset of the offer
     /// (§2.2.2, §5.1.3.1). On error nothing changes.
     pub fn set_features(&mut self, driver: Features) -> Result<(), FeatureError> {
-        let f = validate(driver, self.offered)?;
-        self.negotiated = f;
-        self.hdr_len = header_len(f);
-        self.backend.set_offloads(f);
+        let f = validate(driver, self.dp.offered)?;
+        self.dp.negotiated = f;
+        self.dp.hdr_len = header_len(f);
+        self.dp.backend.set_offloads(f);
         vn_info!("virtio-net features negotiated: {:#x}", f.bits());
         Ok(())
     }
@@ -215,12 +232,12 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             .ok_or(ActivateError::NoSuchQueue(index))?;
         let q = SplitQueue::new(
             layout,
-            QueueFeatures::from_negotiated(self.negotiated),
-            self.config.queue_size_max,
+            QueueFeatures::from_negotiated(self.dp.negotiated),
+            self.dp.config.queue_size_max,
             mem,
         )
         .map_err(ActivateError::Layout)?;
-        if self.polling {
+        if self.dp.polling {
             // Best effort: a failure shows up at the first pop.
             let mut q2 = q;
             let _ = q2.disable_notifications(mem);
@@ -256,17 +273,17 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
     /// Start (DRIVER_OK) or stop moving frames. Before this, kicks consume
     /// nothing (§2.1.2).
     pub fn set_active(&mut self, active: bool) {
-        self.active = active;
+        self.dp.active = active;
     }
 
     /// Whether the device moves frames.
     pub fn is_active(&self) -> bool {
-        self.active
+        self.dp.active
     }
 
     /// Busy-poll mode: ask the driver not to notify (§2.7.10).
     pub fn set_polling<M: GuestMemory + ?Sized>(&mut self, polling: bool, mem: &M) {
-        self.polling = polling;
+        self.dp.polling = polling;
         for q in self.queues.iter_mut().flatten() {
             let _ = if polling {
                 q.disable_notifications(mem)
@@ -282,54 +299,54 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
     /// features. Nothing is written to guest memory afterwards.
     pub fn reset(&mut self) {
         self.queues = [None, None];
-        self.pending_rx = None;
-        if self.rx_lent_waiting {
+        self.dp.pending_rx = None;
+        if self.dp.rx_lent_waiting {
             // Dropped like a frame waiting in a slot: the backend lent it
             // to this device's RX queue, which is gone.
-            self.backend.rx_consume();
-            self.rx_lent_waiting = false;
+            self.dp.backend.rx_consume();
+            self.dp.rx_lent_waiting = false;
         }
         self.release_slots();
-        self.negotiated = Features::empty();
-        self.hdr_len = header_len(Features::VERSION_1);
-        self.active = false;
-        self.needs_reset = false;
+        self.dp.negotiated = Features::empty();
+        self.dp.hdr_len = header_len(Features::VERSION_1);
+        self.dp.active = false;
+        self.dp.needs_reset = false;
     }
 
     /// Whether a queue broke and the device needs a reset
     /// (DEVICE_NEEDS_RESET, §2.1.2).
     pub fn needs_reset(&self) -> bool {
-        self.needs_reset
+        self.dp.needs_reset
     }
 
     /// The link state.
     pub fn link_up(&self) -> bool {
-        self.link_up
+        self.dp.link_up
     }
 
     /// Change the link state; raises a configuration-change notification
     /// when it changes and the driver is running.
     pub fn set_link_up<N: Notifier + ?Sized>(&mut self, up: bool, notifier: &mut N) {
-        if up == self.link_up {
+        if up == self.dp.link_up {
             return;
         }
-        self.link_up = up;
-        self.config_generation = self.config_generation.wrapping_add(1);
+        self.dp.link_up = up;
+        self.dp.config_generation = self.dp.config_generation.wrapping_add(1);
         vn_info!("virtio-net link {}", if up { "up" } else { "down" });
-        if self.active {
+        if self.dp.active {
             notifier.config_changed();
         }
     }
 
     /// The config generation (§2.5.1): changes whenever config space does.
     pub fn config_generation(&self) -> u32 {
-        self.config_generation
+        self.dp.config_generation
     }
 
     /// Read config space (§5.1.4) at `offset` into `data`; bytes beyond the
     /// config space read as 0.
     pub fn read_config(&self, offset: usize, data: &mut [u8]) {
-        let cfg = config::config_bytes(&self.config, self.link_up);
+        let cfg = config::config_bytes(&self.dp.config, self.dp.link_up);
         for (i, b) in data.iter_mut().enumerate() {
             *b = offset
                 .checked_add(i)
@@ -341,28 +358,28 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
 
     /// The counters.
     pub fn stats(&self) -> &NetStats {
-        &self.stats
+        &self.dp.stats
     }
 
     /// The backend.
     pub fn backend(&self) -> &B {
-        &self.backend
+        &self.dp.backend
     }
 
     /// The backend, mutably.
     pub fn backend_mut(&mut self) -> &mut B {
-        &mut self.backend
+        &mut self.dp.backend
     }
 
     /// The interceptor, mutably.
     pub fn interceptor_mut(&mut self) -> &mut I {
-        &mut self.interceptor
+        &mut self.dp.interceptor
     }
 
     /// Whether an RX frame is waiting for guest buffers (in a pool slot,
     /// or in the backend that lends it).
     pub fn rx_pending(&self) -> bool {
-        self.pending_rx.is_some() || self.rx_lent_waiting
+        self.dp.pending_rx.is_some() || self.dp.rx_lent_waiting
     }
 
     /// Pool slots the device holds between calls: `(rx, tx)`. RX: the
@@ -373,9 +390,9 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
     /// after which the pools are as full as before the device ran.
     pub fn pool_slots_held(&self) -> (usize, usize) {
         (
-            usize::from(self.pending_rx.is_some())
-                .saturating_add(usize::from(self.rx_slot.is_some())),
-            usize::from(self.tx_slot.is_some()),
+            usize::from(self.dp.pending_rx.is_some())
+                .saturating_add(usize::from(self.dp.rx_slot.is_some())),
+            usize::from(self.dp.tx_slot.is_some()),
         )
     }
 
@@ -383,8 +400,8 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
     /// for an embedder that shares the pools between devices and wants
     /// them back while this one is quiet.
     pub fn release_slots(&mut self) {
-        self.tx_slot = None;
-        self.rx_slot = None;
+        self.dp.tx_slot = None;
+        self.dp.rx_slot = None;
     }
 
     /// Process a queue after a kick (QueueNotify / kick eventfd). Spurious
@@ -403,6 +420,64 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         }
     }
 
+    /// Run one queue's processing loop on the queue and the rest of the
+    /// device (borrowed apart), publish and notify, and turn a ring error
+    /// into DEVICE_NEEDS_RESET.
+    fn run_queue<M: GuestMemory + ?Sized, N: Notifier + ?Sized>(
+        &mut self,
+        index: u16,
+        mem: &M,
+        notifier: &mut N,
+        budget: usize,
+        work: Work<'p, B, I, M, SLOT, COUNT>,
+    ) -> Progress {
+        if !self.dp.active || self.dp.needs_reset {
+            return Progress::default();
+        }
+        let Some(q) = self
+            .queues
+            .get_mut(usize::from(index))
+            .and_then(Option::as_mut)
+        else {
+            return Progress::default();
+        };
+        let dp = &mut self.dp;
+        let used_before = q.next_used();
+        let r = work(dp, q, mem, budget)
+            .and_then(|p| dp.finish(q, index, used_before, mem, notifier).map(|()| p));
+        r.unwrap_or_else(|e| {
+            dp.fail(e, notifier);
+            Progress::default()
+        })
+    }
+
+    /// Move frames the guest sent to the interceptor or backend: at most
+    /// `budget` chains (I-NET-3).
+    pub fn process_tx<M: GuestMemory + ?Sized, N: Notifier + ?Sized>(
+        &mut self,
+        mem: &M,
+        notifier: &mut N,
+        budget: usize,
+    ) -> Progress {
+        self.run_queue(TX_QUEUE, mem, notifier, budget, Datapath::tx_loop)
+    }
+
+    /// Move frames from the interceptor and the backend into the guest's RX
+    /// buffers: at most `budget` frames. A frame that finds no buffers waits
+    /// in its pool slot and goes first next time (I-NET-6, CVE-2020-16843).
+    pub fn process_rx<M: GuestMemory + ?Sized, N: Notifier + ?Sized>(
+        &mut self,
+        mem: &M,
+        notifier: &mut N,
+        budget: usize,
+    ) -> Progress {
+        self.run_queue(RX_QUEUE, mem, notifier, budget, Datapath::rx_loop)
+    }
+}
+
+impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
+    Datapath<'p, B, I, SLOT, COUNT>
+{
     fn fail<N: Notifier + ?Sized>(&mut self, e: QueueError, notifier: &mut N) {
         self.stats.queue_errors = self.stats.queue_errors.saturating_add(1);
         if !self.needs_reset {
@@ -433,52 +508,6 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                 self.stats.notifications_suppressed.saturating_add(1);
         }
         Ok(())
-    }
-
-    /// Run one queue's processing loop: take the queue out (so the loop can
-    /// borrow the rest of the device), publish and notify, put it back, and
-    /// turn a ring error into DEVICE_NEEDS_RESET.
-    fn run_queue<M: GuestMemory + ?Sized, N: Notifier + ?Sized>(
-        &mut self,
-        index: u16,
-        mem: &M,
-        notifier: &mut N,
-        budget: usize,
-        work: fn(&mut Self, &mut SplitQueue, &M, usize) -> Result<Progress, QueueError>,
-    ) -> Progress {
-        if !self.active || self.needs_reset {
-            return Progress::default();
-        }
-        let Some(mut q) = self
-            .queues
-            .get_mut(usize::from(index))
-            .and_then(Option::take)
-        else {
-            return Progress::default();
-        };
-        let used_before = q.next_used();
-        let r = work(self, &mut q, mem, budget).and_then(|p| {
-            self.finish(&mut q, index, used_before, mem, notifier)
-                .map(|()| p)
-        });
-        if let Some(slot) = self.queues.get_mut(usize::from(index)) {
-            *slot = Some(q);
-        }
-        r.unwrap_or_else(|e| {
-            self.fail(e, notifier);
-            Progress::default()
-        })
-    }
-
-    /// Move frames the guest sent to the interceptor or backend: at most
-    /// `budget` chains (I-NET-3).
-    pub fn process_tx<M: GuestMemory + ?Sized, N: Notifier + ?Sized>(
-        &mut self,
-        mem: &M,
-        notifier: &mut N,
-        budget: usize,
-    ) -> Progress {
-        self.run_queue(TX_QUEUE, mem, notifier, budget, Self::tx_loop)
     }
 
     fn tx_loop<M: GuestMemory + ?Sized>(
@@ -658,18 +687,6 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                 self.stats.tx_backend_errors = self.stats.tx_backend_errors.saturating_add(1);
             }
         }
-    }
-
-    /// Move frames from the interceptor and the backend into the guest's RX
-    /// buffers: at most `budget` frames. A frame that finds no buffers waits
-    /// in its pool slot and goes first next time (I-NET-6, CVE-2020-16843).
-    pub fn process_rx<M: GuestMemory + ?Sized, N: Notifier + ?Sized>(
-        &mut self,
-        mem: &M,
-        notifier: &mut N,
-        budget: usize,
-    ) -> Progress {
-        self.run_queue(RX_QUEUE, mem, notifier, budget, Self::rx_loop)
     }
 
     /// Put the next frame for the guest in `cur`, or say where it is: the

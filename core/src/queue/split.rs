@@ -55,7 +55,7 @@ pub struct SplitQueue {
 }
 
 /// Used elements [`SplitQueue`] keeps before writing them to the ring.
-pub(crate) const USED_BATCH: usize = 8;
+pub(crate) const USED_BATCH: usize = 32;
 
 /// How many chains ahead [`SplitQueue::prefetch_ahead`] hints the buffer.
 const BUF_AHEAD: u16 = 2;
