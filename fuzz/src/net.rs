@@ -281,6 +281,19 @@ impl RecBackend {
         }
     }
 
+    /// The next frame for the guest, `len` bytes with header `h`, logged as
+    /// handed to the device.
+    fn hand(&mut self, len: usize, h: RxHdr) -> (Vec<u8>, NetHdrRepr) {
+        let bytes = frame_bytes(self.seq, len);
+        self.seq += 1;
+        let hdr = h.repr();
+        self.handed.borrow_mut().push(Handed {
+            bytes: bytes.clone(),
+            hdr,
+        });
+        (bytes, hdr)
+    }
+
     /// Take a frame for the host, or fail as `fail_tx` says.
     fn take(&mut self, hdr: &NetHdrRepr, frame: Vec<u8>) -> Result<(), BackendError> {
         let n = self.tx_calls;
@@ -326,14 +339,7 @@ impl Backend for RecBackend {
                 return None;
             };
             self.plans.pop_front();
-            let bytes = frame_bytes(self.seq, len as usize % (BIG + 2));
-            self.seq += 1;
-            let hdr = h.repr();
-            self.handed.borrow_mut().push(Handed {
-                bytes: bytes.clone(),
-                hdr,
-            });
-            self.lent = Some((bytes, hdr));
+            self.lent = Some(self.hand(len as usize % (BIG + 2), h));
         }
         self.lent.as_ref().map(|(b, h)| (&b[..], *h))
     }
@@ -374,11 +380,8 @@ impl Backend for RecBackend {
                     if len > buf.len() {
                         continue;
                     }
-                    let bytes = frame_bytes(self.seq, len);
-                    self.seq += 1;
+                    let (bytes, hdr) = self.hand(len, h);
                     buf[..len].copy_from_slice(&bytes);
-                    let hdr = h.repr();
-                    self.handed.borrow_mut().push(Handed { bytes, hdr });
                     return Ok(Some(RxFrame { len, hdr }));
                 }
             }

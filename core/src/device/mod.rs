@@ -619,19 +619,15 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         let sw_csum = repr.csum.is_some() && repr.gso.is_none() && !self.backend.caps().tx_csum;
         // Zero-copy: straight into the backend's storage when it lends it;
         // else into the pool slot kept for TX.
-        let lent = if let Some(buf) = self.backend.tx_buffer(frame_len) {
-            let Some(dst) = buf.get_mut(..frame_len) else {
-                // Lent less than asked: the backend's fault, counted.
-                self.stats.tx_backend_errors = self.stats.tx_backend_errors.saturating_add(1);
-                return;
-            };
-            Some(dst)
-        } else {
-            None
-        };
-        let lent_tx = lent.is_some();
-        let dst = match lent {
-            Some(dst) => dst,
+        let (dst, lent) = match self.backend.tx_buffer(frame_len) {
+            Some(buf) => {
+                let Some(dst) = buf.get_mut(..frame_len) else {
+                    // Lent less than asked: the backend's fault, counted.
+                    self.stats.tx_backend_errors = self.stats.tx_backend_errors.saturating_add(1);
+                    return;
+                };
+                (dst, true)
+            }
             None => {
                 if slot.is_none() {
                     *slot = self.tx_pool.acquire();
@@ -643,23 +639,28 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                 let Some(dst) = frame.buffer_mut().get_mut(..frame_len) else {
                     return;
                 };
-                dst
+                (dst, false)
             }
         };
-        let send = fill_tx_frame(
-            mem,
-            chain,
-            hdr_len,
-            dst,
-            &mut repr,
-            sw_csum,
-            &mut self.stats,
-            &mut self.interceptor,
-        );
-        if !send {
+        // `dst` borrows the backend or the slot; the counters and the
+        // interceptor are other fields.
+        if !matches!(chain.read_at(mem, hdr_len, dst), Ok(n) if n == frame_len) {
+            self.stats.tx_malformed_frames = self.stats.tx_malformed_frames.saturating_add(1);
             return;
         }
-        let r = if lent_tx {
+        if let Some(c) = repr.csum.filter(|_| sw_csum) {
+            if complete_checksum(dst, c).is_err() {
+                self.stats.tx_bad_header = self.stats.tx_bad_header.saturating_add(1);
+                return;
+            }
+            repr.csum = None;
+            self.stats.tx_sw_checksums = self.stats.tx_sw_checksums.saturating_add(1);
+        }
+        if self.interceptor.on_transmit(dst) == Verdict::Consumed {
+            self.stats.tx_intercepted = self.stats.tx_intercepted.saturating_add(1);
+            return;
+        }
+        let r = if lent {
             self.backend.tx_commit(&repr, frame_len)
         } else {
             match slot
@@ -674,10 +675,6 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                 }
             }
         };
-        self.count_transmit(r, frame_len);
-    }
-
-    fn count_transmit(&mut self, r: Result<(), BackendError>, frame_len: usize) {
         match r {
             Ok(()) => {
                 self.stats.tx_packets = self.stats.tx_packets.saturating_add(1);
@@ -690,12 +687,13 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
     }
 
     /// Put the next frame for the guest in `cur`, or say where it is: the
-    /// one waiting in a slot, else the interceptor's (into the slot already
-    /// in `cur`, kept from the previous frame: frames stay in place, no pool
-    /// round trip, or a newly acquired one), else one the backend lends
-    /// ([`Backend::rx_peek`]), else the backend's received into the slot.
-    /// `Err(())` means a frame was dropped (counted) and the caller should
-    /// look again.
+    /// one waiting in a slot, else a lent one waiting for buffers (in the
+    /// backend), else the interceptor's (into the slot already in `cur`,
+    /// kept from the previous frame: frames stay in place, no pool round
+    /// trip, or a newly acquired one), else the backend's
+    /// ([`Next::Backend`]: the caller takes it lent or with
+    /// [`Datapath::receive_into_slot`]). `Err(())` means a frame was dropped
+    /// (counted) and the caller should look again.
     #[allow(clippy::result_unit_err)]
     fn next_rx_frame(&mut self, cur: &mut Option<Frame<'p, SLOT, COUNT>>) -> Result<Next, ()> {
         if let Some((frame, hdr)) = self.pending_rx.take() {
@@ -706,7 +704,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         // interceptor's (as one waiting in a slot would).
         if self.rx_lent_waiting {
             if self.backend.rx_peek().is_some() {
-                return Ok(Next::Lent);
+                return Ok(Next::Backend);
             }
             self.rx_lent_waiting = false;
         }
@@ -716,41 +714,51 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         let Some(slot) = cur.as_mut() else {
             return Ok(Next::None);
         };
-        let got = match self.interceptor.poll_receive(slot.buffer_mut()) {
+        match self.interceptor.poll_receive(slot.buffer_mut()) {
             Some(f) => {
                 self.stats.rx_intercepted = self.stats.rx_intercepted.saturating_add(1);
-                Some(f)
+                self.slot_frame(slot, f).map(Next::Slot)
             }
-            None => {
-                let negotiated = self.negotiated;
-                match self.backend.rx_peek() {
-                    Some((_, hdr)) if negotiated.contains(hdr.rx_requirements()) => {
-                        return Ok(Next::Lent);
-                    }
-                    // Nothing lent, or a frame to fix up first: in a slot.
-                    _ => {}
-                }
-                self.rx_lent_waiting = false;
-                match self.backend.receive(slot.buffer_mut()) {
-                    Ok(f) => f,
-                    Err(_) => {
-                        self.stats.rx_backend_errors =
-                            self.stats.rx_backend_errors.saturating_add(1);
-                        return Err(());
-                    }
-                }
-            }
-        };
-        let Some(got) = got else {
+            None => Ok(Next::Backend),
+        }
+    }
+
+    /// The backend's next frame, received into the slot in `cur` (a frame
+    /// it does not lend, or one to fix up there).
+    #[allow(clippy::result_unit_err)]
+    fn receive_into_slot(&mut self, cur: &mut Option<Frame<'p, SLOT, COUNT>>) -> Result<Next, ()> {
+        self.rx_lent_waiting = false;
+        if cur.is_none() {
+            *cur = self.rx_pool.acquire();
+        }
+        let Some(slot) = cur.as_mut() else {
             return Ok(Next::None);
         };
+        match self.backend.receive(slot.buffer_mut()) {
+            Ok(Some(f)) => self.slot_frame(slot, f).map(Next::Slot),
+            Ok(None) => Ok(Next::None),
+            Err(_) => {
+                self.stats.rx_backend_errors = self.stats.rx_backend_errors.saturating_add(1);
+                Err(())
+            }
+        }
+    }
+
+    /// A frame just written into `slot`: its length set and the offloads
+    /// the driver did not negotiate undone (checksum completed in software;
+    /// segmentation cannot be, so the frame is dropped). Its header, or
+    /// `Err(())` when it was dropped (counted).
+    #[allow(clippy::result_unit_err)]
+    fn slot_frame(
+        &mut self,
+        slot: &mut Frame<'p, SLOT, COUNT>,
+        got: RxFrame,
+    ) -> Result<NetHdrRepr, ()> {
         if !slot.set_len(got.len) {
             self.stats.rx_backend_errors = self.stats.rx_backend_errors.saturating_add(1);
             return Err(());
         }
         let mut hdr = got.hdr;
-        // Offloads the driver did not negotiate: complete the checksum in
-        // software, drop what cannot be fixed (segmentation).
         if !self.negotiated.contains(hdr.rx_requirements()) {
             if hdr.gso.is_some() {
                 self.stats.rx_offload_dropped = self.stats.rx_offload_dropped.saturating_add(1);
@@ -764,7 +772,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             }
             hdr.data_valid = false;
         }
-        Ok(Next::Slot(hdr))
+        Ok(hdr)
     }
 
     fn rx_loop<M: GuestMemory + ?Sized>(
@@ -805,40 +813,51 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                     continue;
                 }
             };
-            let mut rx = RxCtx {
-                hdr_len: self.hdr_len,
-                stats: &mut self.stats,
-            };
-            let (d, len, slot_hdr) = match next {
-                Next::None => {
-                    return Ok(Progress {
-                        handled,
-                        more: false,
-                    })
+            // The backend's frame, lent when it needs no fixing up (one
+            // `rx_peek`): delivered straight from the backend's storage,
+            // which `rx` does not borrow (it holds the counters).
+            let mut lent = None;
+            if let Next::Backend = next {
+                let negotiated = self.negotiated;
+                let lendable = self
+                    .backend
+                    .rx_peek()
+                    .filter(|(_, h)| negotiated.contains(h.rx_requirements()));
+                if let Some((f, hdr)) = lendable {
+                    let mut rx = RxCtx {
+                        hdr_len: self.hdr_len,
+                        stats: &mut self.stats,
+                    };
+                    let d = rx.deliver(q, mem, f, &hdr, merged, &mut first, &mut chain)?;
+                    lent = Some((d, f.len()));
                 }
-                Next::Slot(hdr) => {
-                    let Some(frame) = cur.as_ref() else {
-                        // next_rx_frame put a frame in `cur`.
+            }
+            let (d, len, slot_hdr) = match lent {
+                Some((d, len)) => (d, len, None),
+                None => {
+                    let next = match next {
+                        Next::Backend => match self.receive_into_slot(cur) {
+                            Ok(n) => n,
+                            Err(()) => {
+                                handled = handled.saturating_add(1);
+                                continue;
+                            }
+                        },
+                        n => n,
+                    };
+                    let (Next::Slot(hdr), Some(frame)) = (next, cur.as_ref()) else {
                         return Ok(Progress {
                             handled,
                             more: false,
                         });
                     };
                     let f = frame.as_slice();
-                    let d = rx.deliver(q, mem, f, &hdr, merged, &mut first, &mut chain)?;
-                    (d, f.len(), Some(hdr))
-                }
-                Next::Lent => {
-                    // Borrowed from the backend while `rx` borrows the
-                    // counters: disjoint fields.
-                    let Some((f, hdr)) = self.backend.rx_peek() else {
-                        // It lent one a moment ago: a backend that changes
-                        // its mind still cannot make this loop unbounded.
-                        handled = handled.saturating_add(1);
-                        continue;
+                    let mut rx = RxCtx {
+                        hdr_len: self.hdr_len,
+                        stats: &mut self.stats,
                     };
                     let d = rx.deliver(q, mem, f, &hdr, merged, &mut first, &mut chain)?;
-                    (d, f.len(), None)
+                    (d, f.len(), Some(hdr))
                 }
             };
             let lent = slot_hdr.is_none();
@@ -889,13 +908,15 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
 }
 
 /// Where the next RX frame is.
+#[derive(Clone, Copy)]
 enum Next {
     /// None waiting.
     None,
     /// In the slot in hand, with its header.
     Slot(NetHdrRepr),
-    /// Lent by the backend ([`Backend::rx_peek`]).
-    Lent,
+    /// In the backend: lent ([`Backend::rx_peek`]) or received into the
+    /// slot.
+    Backend,
 }
 
 /// What RX delivery needs of the device: the header length and the
@@ -1091,45 +1112,6 @@ impl RxCtx<'_> {
         }
         Ok(Delivery::Dropped)
     }
-}
-
-/// Copy a TX chain's frame (after the `hdr_len`-byte header) into `dst`
-/// (exactly the frame's length: a pool slot or a buffer the backend lent),
-/// complete its checksum there when `sw_csum`, and show it to the
-/// interceptor. Whether to send it: false when it was dropped (counted) or
-/// the interceptor consumed it.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn fill_tx_frame<M: GuestMemory + ?Sized, I: Interceptor>(
-    mem: &M,
-    chain: &DescriptorChain,
-    hdr_len: usize,
-    dst: &mut [u8],
-    repr: &mut NetHdrRepr,
-    sw_csum: bool,
-    stats: &mut NetStats,
-    interceptor: &mut I,
-) -> bool {
-    let copied = chain.read_at(mem, hdr_len, dst);
-    if !matches!(copied, Ok(n) if n == dst.len()) {
-        stats.tx_malformed_frames = stats.tx_malformed_frames.saturating_add(1);
-        return false;
-    }
-    if sw_csum {
-        if let Some(c) = repr.csum {
-            if complete_checksum(dst, c).is_err() {
-                stats.tx_bad_header = stats.tx_bad_header.saturating_add(1);
-                return false;
-            }
-            repr.csum = None;
-            stats.tx_sw_checksums = stats.tx_sw_checksums.saturating_add(1);
-        }
-    }
-    if interceptor.on_transmit(dst) == Verdict::Consumed {
-        stats.tx_intercepted = stats.tx_intercepted.saturating_add(1);
-        return false;
-    }
-    true
 }
 
 /// Write the first `hl` bytes of `h` at the start of the chain's writable

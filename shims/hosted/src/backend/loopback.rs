@@ -46,6 +46,13 @@ impl LoopbackBackend {
         self.count == 0
     }
 
+    /// The ring slot a frame of `len` bytes goes to next, if it fits and
+    /// the ring has room.
+    fn tail_for(&self, len: usize) -> Option<usize> {
+        let cap = self.meta.len();
+        (len <= self.max_frame && self.count < cap).then(|| (self.head + self.count) % cap)
+    }
+
     fn slot(&mut self, i: usize) -> &mut [u8] {
         let start = i.saturating_mul(self.max_frame);
         let end = start.saturating_add(self.max_frame);
@@ -70,43 +77,30 @@ impl Backend for LoopbackBackend {
         }
     }
 
+    /// Through the slot `tx_buffer` lends, as the device itself does.
     fn transmit(&mut self, hdr: &NetHdrRepr, frame: &[u8]) -> Result<(), BackendError> {
         if frame.len() > self.max_frame {
             return Err(BackendError::Refused);
         }
-        let cap = self.meta.len();
-        if self.count >= cap {
+        let Some(dst) = self.tx_buffer(frame.len()) else {
             return Err(BackendError::Busy);
-        }
-        let tail = (self.head + self.count) % cap;
-        if let Some(dst) = self.slot(tail).get_mut(..frame.len()) {
+        };
+        if let Some(dst) = dst.get_mut(..frame.len()) {
             dst.copy_from_slice(frame);
         }
-        if let Some(m) = self.meta.get_mut(tail) {
-            *m = (frame.len(), *hdr);
-        }
-        self.count += 1;
-        Ok(())
+        self.tx_commit(hdr, frame.len())
     }
 
     /// Lends the ring slot the next frame goes to: the device copies the
     /// guest's frame straight into it (one copy instead of two).
     fn tx_buffer(&mut self, len: usize) -> Option<&mut [u8]> {
-        let cap = self.meta.len();
-        if len > self.max_frame || self.count >= cap {
-            // `transmit` refuses it (counted by the device).
-            return None;
-        }
-        let tail = (self.head + self.count) % cap;
+        // None: `transmit` refuses it (counted by the device).
+        let tail = self.tail_for(len)?;
         Some(self.slot(tail))
     }
 
     fn tx_commit(&mut self, hdr: &NetHdrRepr, len: usize) -> Result<(), BackendError> {
-        let cap = self.meta.len();
-        if len > self.max_frame || self.count >= cap {
-            return Err(BackendError::Refused);
-        }
-        let tail = (self.head + self.count) % cap;
+        let tail = self.tail_for(len).ok_or(BackendError::Refused)?;
         if let Some(m) = self.meta.get_mut(tail) {
             *m = (len, *hdr);
         }
@@ -133,20 +127,22 @@ impl Backend for LoopbackBackend {
         }
     }
 
+    /// The frame `rx_peek` lends, copied out and consumed (also when `buf`
+    /// is too small for it: it is dropped).
     fn receive(&mut self, buf: &mut [u8]) -> Result<Option<RxFrame>, BackendError> {
-        if self.count == 0 {
+        let Some((frame, hdr)) = self.rx_peek() else {
             return Ok(None);
-        }
-        let i = self.head;
-        let (len, hdr) = self.meta.get(i).copied().unwrap_or_default();
-        self.head = (self.head + 1) % self.meta.len();
-        self.count -= 1;
-        let (Some(dst), Some(src)) = (buf.get_mut(..len), self.storage.get(i * self.max_frame..))
-        else {
-            return Err(BackendError::Refused);
         };
-        dst.copy_from_slice(src.get(..len).unwrap_or(&[]));
-        Ok(Some(RxFrame { len, hdr }))
+        let len = frame.len();
+        let r = match buf.get_mut(..len) {
+            Some(dst) => {
+                dst.copy_from_slice(frame);
+                Ok(Some(RxFrame { len, hdr }))
+            }
+            None => Err(BackendError::Refused),
+        };
+        self.rx_consume();
+        r
     }
 }
 
