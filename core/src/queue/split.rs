@@ -348,25 +348,32 @@ impl SplitQueue {
     }
 
     /// Write the batched used elements to the ring: at most two copies
-    /// (the batch may wrap at the ring's end), no index moved.
+    /// (the batch may wrap at the ring's end), no index moved. A batch
+    /// longer than the ring (a driver that re-posts heads it never
+    /// reclaimed lets the device complete more than `size` chains before
+    /// one publish) writes only its last `size` elements, all that writing
+    /// them one by one would have left: nothing lands outside the ring.
     fn flush_used<M: GuestMemory + ?Sized>(&mut self, mem: &M) -> Result<(), QueueError> {
         let n = self.used_batched;
         if n == 0 {
             return Ok(());
         }
-        let first = self.next_used.wrapping_sub(n);
+        let skip = n.saturating_sub(self.layout.size);
+        let first = self.next_used.wrapping_sub(n).wrapping_add(skip);
         let to_end = self.layout.size.wrapping_sub(first & self.mask());
-        let k = n.min(to_end);
+        let k = skip.saturating_add(n.saturating_sub(skip).min(to_end));
         let bytes = |a: u16, b: u16| {
             self.used_batch
                 .get(usize::from(a).saturating_mul(8)..usize::from(b).saturating_mul(8))
                 .unwrap_or(&[])
         };
         let r = mem
-            .write(self.used_entry_addr(first), bytes(0, k))
+            .write(self.used_entry_addr(first), bytes(skip, k))
             .and_then(|()| {
                 if k < n {
-                    mem.write(self.used_entry_addr(first.wrapping_add(k)), bytes(k, n))
+                    // From slot 0: the position after the first copy's.
+                    let at = first.wrapping_add(k.wrapping_sub(skip));
+                    mem.write(self.used_entry_addr(at), bytes(k, n))
                 } else {
                     Ok(())
                 }

@@ -912,6 +912,58 @@ fn used_elements_are_written_in_batches_and_wrap_at_the_ring_end() {
     }
 }
 
+/// I-QUEUE-12, hostile driver: a driver that re-posts heads it never
+/// reclaimed lets the device complete more chains than the ring holds before
+/// one publish. The batch is written inside the used ring only: the last
+/// `size` elements, as element-by-element writes would have left it.
+#[test]
+fn more_completions_than_ring_slots_stay_inside_the_used_ring() {
+    let mem = TestMemory::new(0, MEM);
+    let (mut d, mut q) = setup(&mem, 4, ALL);
+    let log = CountingMemory::new(&mem);
+    let mut heads = Vec::new();
+    for i in 0..4u64 {
+        heads.push(d.add_chain(&mem, &[(BUF + 64 * i, 64, true)]).unwrap());
+    }
+    d.publish(&mem).unwrap();
+    let mut len = 0u32;
+    for round in 0..3 {
+        if round > 0 {
+            // The same heads again, not reclaimed: the driver overruns.
+            for &h in &heads {
+                d.push_head(&mem, h).unwrap();
+            }
+            d.publish(&mem).unwrap();
+        }
+        for _ in 0..4 {
+            let (r, _) = pop_one(&mut q, &mem);
+            let Ok(Some(Popped::Chain(t))) = r else {
+                panic!("pop")
+            };
+            len += 1;
+            q.add_used(&log, t, len).unwrap();
+        }
+    }
+    q.publish_used(&log).unwrap();
+    let used = d.layout.used_ring.0;
+    let elems = used + 4..used + 4 + 4 * 8;
+    for (a, b, release) in log.writes.borrow().iter() {
+        let end = *a + b.len() as u64;
+        assert!(
+            (*release && *a == used + 2) || (elems.contains(a) && end <= elems.end),
+            "write at used+{}..+{} outside the used elements",
+            a - used,
+            end - used
+        );
+    }
+    assert_eq!(d.used_idx(&mem).unwrap(), 12);
+    // Slots hold the last round's elements (lens 9..=12).
+    for (slot, want) in (0..4u64).zip(9u32..) {
+        let e: crate::wire::UsedElem = mem.read_obj(GuestAddress(used + 4 + 8 * slot)).unwrap();
+        assert_eq!(e.len.get(), want, "slot {slot}");
+    }
+}
+
 /// Case 33, I-QUEUE-6: many malformed chains: each head comes back once with
 /// len 0; nothing accumulates.
 #[test]
