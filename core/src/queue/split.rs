@@ -49,9 +49,12 @@ pub struct SplitQueue {
     /// Used elements added and not yet written to the ring, for positions
     /// `next_used - used_batched .. next_used`, as little-endian words
     /// (I-QUEUE-12): written in one copy (two at the ring's end) when the
-    /// queue publishes, or when `USED_BATCH` are waiting.
+    /// queue publishes, or when `used_cap` are waiting.
     used_batch: [u8; USED_BATCH * 8],
     used_batched: u16,
+    /// Elements the batch holds before it is written: `USED_BATCH`, or the
+    /// ring size when smaller, so one copy never covers a slot twice.
+    used_cap: u16,
 }
 
 /// Used elements [`SplitQueue`] keeps before writing them to the ring.
@@ -124,6 +127,7 @@ impl SplitQueue {
             broken: None,
             used_batch: [0; USED_BATCH * 8],
             used_batched: 0,
+            used_cap: size.min(USED_BATCH as u16),
         })
     }
 
@@ -348,32 +352,31 @@ impl SplitQueue {
     }
 
     /// Write the batched used elements to the ring: at most two copies
-    /// (the batch may wrap at the ring's end), no index moved. A batch
-    /// longer than the ring (a driver that re-posts heads it never
-    /// reclaimed lets the device complete more than `size` chains before
-    /// one publish) writes only its last `size` elements, all that writing
-    /// them one by one would have left: nothing lands outside the ring.
+    /// (the batch may wrap at the ring's end), no index moved. The batch
+    /// holds at most `size` elements (`used_cap`): a driver that re-posts
+    /// heads it never reclaimed lets the device complete more than `size`
+    /// chains before one publish, and those are written a ring's worth at a
+    /// time, each element once, as writing them one by one would; nothing
+    /// lands outside the ring.
     fn flush_used<M: GuestMemory + ?Sized>(&mut self, mem: &M) -> Result<(), QueueError> {
         let n = self.used_batched;
         if n == 0 {
             return Ok(());
         }
-        let skip = n.saturating_sub(self.layout.size);
-        let first = self.next_used.wrapping_sub(n).wrapping_add(skip);
+        let first = self.next_used.wrapping_sub(n);
         let to_end = self.layout.size.wrapping_sub(first & self.mask());
-        let k = skip.saturating_add(n.saturating_sub(skip).min(to_end));
+        let k = n.min(to_end);
         let bytes = |a: u16, b: u16| {
             self.used_batch
                 .get(usize::from(a).saturating_mul(8)..usize::from(b).saturating_mul(8))
                 .unwrap_or(&[])
         };
         let r = mem
-            .write(self.used_entry_addr(first), bytes(skip, k))
+            .write(self.used_entry_addr(first), bytes(0, k))
             .and_then(|()| {
                 if k < n {
                     // From slot 0: the position after the first copy's.
-                    let at = first.wrapping_add(k.wrapping_sub(skip));
-                    mem.write(self.used_entry_addr(at), bytes(k, n))
+                    mem.write(self.used_entry_addr(first.wrapping_add(k)), bytes(k, n))
                 } else {
                     Ok(())
                 }
@@ -405,8 +408,16 @@ impl Virtqueue for SplitQueue {
         if self.next_avail == self.avail_shadow && self.refresh_avail(mem)? == self.next_avail {
             return Ok(None);
         }
-        if self.in_flight >= self.layout.size {
-            return Err(self.poison(QueueError::TooManyInFlight));
+        if self.in_flight.saturating_add(self.used_batched) >= self.layout.size {
+            if self.in_flight >= self.layout.size {
+                return Err(self.poison(QueueError::TooManyInFlight));
+            }
+            // Every slot is popped and not yet published: the driver is
+            // re-posting heads it never reclaimed (it overruns its ring).
+            // The completions waiting in the batch are written first, so
+            // each lands before the avail slot it came from is read again
+            // and no batch outgrows the ring (I-QUEUE-12).
+            self.flush_used(mem)?;
         }
         // Ordered after the acquire load of avail idx.
         let head = match mem.read_u16(self.avail_entry_addr(self.next_avail)) {
@@ -455,7 +466,7 @@ impl Virtqueue for SplitQueue {
         len: u32,
     ) -> Result<(), QueueError> {
         self.check()?;
-        if usize::from(self.used_batched) >= USED_BATCH {
+        if self.used_batched >= self.used_cap {
             self.flush_used(mem)?;
         }
         // The element as one 8-byte word (UsedElem's layout: id, then len,

@@ -914,10 +914,20 @@ fn used_elements_are_written_in_batches_and_wrap_at_the_ring_end() {
 
 /// I-QUEUE-12, hostile driver: a driver that re-posts heads it never
 /// reclaimed lets the device complete more chains than the ring holds before
-/// one publish. The batch is written inside the used ring only: the last
-/// `size` elements, as element-by-element writes would have left it.
+/// one publish. Every completion is written once, inside the used ring,
+/// before the avail slot it came from is read again (the slots end holding
+/// the last `size` elements, as element-by-element writes would leave them).
 #[test]
 fn more_completions_than_ring_slots_stay_inside_the_used_ring() {
+    // Used elements written: every plain write is elements here.
+    fn elements_written(log: &CountingMemory<'_, TestMemory>) -> usize {
+        log.writes
+            .borrow()
+            .iter()
+            .filter(|w| !w.2)
+            .map(|w| w.1.len() / 8)
+            .sum()
+    }
     let mem = TestMemory::new(0, MEM);
     let (mut d, mut q) = setup(&mem, 4, ALL);
     let log = CountingMemory::new(&mem);
@@ -935,11 +945,16 @@ fn more_completions_than_ring_slots_stay_inside_the_used_ring() {
             }
             d.publish(&mem).unwrap();
         }
-        for _ in 0..4 {
-            let (r, _) = pop_one(&mut q, &mem);
+        for i in 0..4 {
+            let (r, _) = pop_one(&mut q, &log);
             let Ok(Some(Popped::Chain(t))) = r else {
                 panic!("pop")
             };
+            if i == 0 {
+                // The previous rounds' completions were written before an
+                // avail slot they came from was read again, each once.
+                assert_eq!(elements_written(&log), 4 * round, "round {round}");
+            }
             len += 1;
             q.add_used(&log, t, len).unwrap();
         }
@@ -957,6 +972,7 @@ fn more_completions_than_ring_slots_stay_inside_the_used_ring() {
         );
     }
     assert_eq!(d.used_idx(&mem).unwrap(), 12);
+    assert_eq!(elements_written(&log), 12);
     // Slots hold the last round's elements (lens 9..=12).
     for (slot, want) in (0..4u64).zip(9u32..) {
         let e: crate::wire::UsedElem = mem.read_obj(GuestAddress(used + 4 + 8 * slot)).unwrap();
