@@ -1021,7 +1021,9 @@ impl RxCtx<'_> {
     /// With MRG_RXBUF (§5.1.6.4): spread header + frame over as many chains
     /// as needed, each filled completely but the last; num_buffers written
     /// before any used entry is added; nothing published if buffers run out
-    /// (cases 45, 46; CVE-2021-3748, CVE-2018-16880).
+    /// (cases 45, 46; CVE-2021-3748, CVE-2018-16880). A frame that fits the
+    /// first chain (the usual case: Linux posts buffers of at least 1,536
+    /// bytes) takes the one-chain path, without collecting heads.
     fn deliver_merged<M: GuestMemory + ?Sized>(
         &mut self,
         q: &mut SplitQueue,
@@ -1031,16 +1033,64 @@ impl RxCtx<'_> {
         first: &mut DescriptorChain,
         chain: &mut DescriptorChain,
     ) -> Result<Delivery, QueueError> {
+        let hl = self.hdr_len;
+        // The first chain holds the header; bad ones are returned (len 0)
+        // and the next one is tried.
+        let head = loop {
+            q.prefetch_ahead(mem, true);
+            match q.pop(mem, first)? {
+                None => return Ok(Delivery::NoBuffers),
+                Some(Popped::Malformed(head, _)) => self.rx_bad_chain(q, mem, head)?,
+                Some(Popped::Chain(head)) if self.rx_chain_ok(first, true) => break head,
+                Some(Popped::Chain(head)) => self.rx_bad_chain(q, mem, head)?,
+            }
+        };
+        let total = hl.saturating_add(frame.len());
+        if first.writable_len() as usize >= total {
+            if !matches!(first.write_at(mem, hl, frame), Ok(n) if n == frame.len()) {
+                self.rx_bad_chain(q, mem, head)?;
+                return Ok(Delivery::Dropped);
+            }
+            let (h, _) = self.header_bytes(hdr, 1);
+            if !write_header(first, mem, &h, hl) {
+                q.add_used(mem, head, 0)?;
+                return Ok(Delivery::Dropped);
+            }
+            q.add_used(mem, head, u32::try_from(total).unwrap_or(u32::MAX))?;
+            return Ok(Delivery::Delivered);
+        }
+        self.deliver_spread(q, mem, frame, hdr, head, first, chain)
+    }
+
+    /// [`RxCtx::deliver_merged`] for a frame longer than its first chain
+    /// (`head`, popped into `first`): the rest goes into as many more
+    /// chains as it needs.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn deliver_spread<M: GuestMemory + ?Sized>(
+        &mut self,
+        q: &mut SplitQueue,
+        mem: &M,
+        frame: &[u8],
+        hdr: &NetHdrRepr,
+        head: Head,
+        first: &DescriptorChain,
+        chain: &mut DescriptorChain,
+    ) -> Result<Delivery, QueueError> {
         let mut heads: heapless::Vec<(Head, u32), MAX_MERGED_BUFFERS> = heapless::Vec::new();
         let hl = self.hdr_len;
-        let mut off = 0usize;
-        while heads.is_empty() || off < frame.len() {
-            let is_first = heads.is_empty();
-            // The first buffer stays in `first` for the header, written last.
-            let chain: &mut DescriptorChain = if is_first { &mut *first } else { &mut *chain };
+        let mut off = match first.write_at(mem, hl, frame) {
+            Ok(n) => n,
+            Err(_) => return self.abort_merged(q, mem, heads, Some(head)),
+        };
+        let used = u32::try_from(hl.saturating_add(off)).unwrap_or(u32::MAX);
+        // Cannot fail: the vector is empty and holds at least one.
+        if let Err((head, _)) = heads.push((head, used)) {
+            return self.abort_merged(q, mem, heads, Some(head));
+        }
+        while off < frame.len() {
             q.prefetch_ahead(mem, true);
-            let popped = q.pop(mem, chain)?;
-            let head = match popped {
+            let head = match q.pop(mem, chain)? {
                 None => {
                     // Give everything back untouched by the driver's view.
                     while let Some((h, _)) = heads.pop() {
@@ -1051,29 +1101,20 @@ impl RxCtx<'_> {
                     return Ok(Delivery::NoBuffers);
                 }
                 Some(Popped::Malformed(head, _)) => {
-                    if is_first {
-                        self.rx_bad_chain(q, mem, head)?;
-                        continue;
-                    }
                     return self.abort_merged(q, mem, heads, Some(head));
                 }
                 Some(Popped::Chain(head)) => head,
             };
-            if !self.rx_chain_ok(chain, is_first) {
-                if is_first {
-                    self.rx_bad_chain(q, mem, head)?;
-                    continue;
-                }
+            if !self.rx_chain_ok(chain, false) {
                 return self.abort_merged(q, mem, heads, Some(head));
             }
             let rest = frame.get(off..).unwrap_or(&[]);
-            let (at, base) = if is_first { (hl, hl) } else { (0, 0) };
-            let n = match chain.write_at(mem, at, rest) {
+            let n = match chain.write_at(mem, 0, rest) {
                 Ok(n) => n,
                 Err(_) => return self.abort_merged(q, mem, heads, Some(head)),
             };
             off = off.saturating_add(n);
-            let used = u32::try_from(base.saturating_add(n)).unwrap_or(u32::MAX);
+            let used = u32::try_from(n).unwrap_or(u32::MAX);
             if let Err((head, _)) = heads.push((head, used)) {
                 // More buffers than any sane frame needs: drop it.
                 self.stats.rx_too_big = self.stats.rx_too_big.saturating_add(1);

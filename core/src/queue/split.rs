@@ -386,6 +386,23 @@ impl SplitQueue {
     }
 }
 
+impl SplitQueue {
+    /// `pop` found every slot popped and not yet published. Too many in
+    /// flight breaks the queue; else the driver is re-posting heads it
+    /// never reclaimed (it overruns its ring), and the completions waiting
+    /// in the batch are written first, so each lands before the avail slot
+    /// it came from is read again and no batch outgrows the ring
+    /// (I-QUEUE-12).
+    #[cold]
+    #[inline(never)]
+    fn ring_full<M: GuestMemory + ?Sized>(&mut self, mem: &M) -> Result<(), QueueError> {
+        if self.in_flight >= self.layout.size {
+            return Err(self.poison(QueueError::TooManyInFlight));
+        }
+        self.flush_used(mem)
+    }
+}
+
 trait OffsetSaturating {
     fn offset_saturating(self, by: u64) -> GuestAddress;
 }
@@ -409,15 +426,7 @@ impl Virtqueue for SplitQueue {
             return Ok(None);
         }
         if self.in_flight.saturating_add(self.used_batched) >= self.layout.size {
-            if self.in_flight >= self.layout.size {
-                return Err(self.poison(QueueError::TooManyInFlight));
-            }
-            // Every slot is popped and not yet published: the driver is
-            // re-posting heads it never reclaimed (it overruns its ring).
-            // The completions waiting in the batch are written first, so
-            // each lands before the avail slot it came from is read again
-            // and no batch outgrows the ring (I-QUEUE-12).
-            self.flush_used(mem)?;
+            self.ring_full(mem)?;
         }
         // Ordered after the acquire load of avail idx.
         let head = match mem.read_u16(self.avail_entry_addr(self.next_avail)) {
