@@ -118,12 +118,28 @@ pub struct NetDevice<
     /// its queue and the rest at once (a queue is not moved out per call).
     queues: [Option<SplitQueue>; 2],
     dp: Datapath<'p, B, I, SLOT, COUNT>,
+    chains: Chains,
+}
+
+/// The descriptor chains the processing loops walk into, kept with the
+/// device: building a `DescriptorChain` on a call's stack zeroes its
+/// kilobyte (the compiler merges the empty vector's undefined storage into
+/// one `memset` with the zeroed fields), which a polling worker paid on
+/// every pass, idle or not: 7 % of its time in a two-process loop
+/// (specs/10-performance.md). A walk clears a chain before filling it.
+#[derive(Default)]
+struct Chains {
+    tx: DescriptorChain,
+    /// The first chain of a merged RX frame (it gets the header last).
+    rx_first: DescriptorChain,
+    rx: DescriptorChain,
 }
 
 /// A queue's processing loop: [`Datapath::tx_loop`] or [`Datapath::rx_loop`].
 type Work<'p, B, I, M, const SLOT: usize, const COUNT: usize> = fn(
     &mut Datapath<'p, B, I, SLOT, COUNT>,
     &mut SplitQueue,
+    &mut Chains,
     &M,
     usize,
 ) -> Result<Progress, QueueError>;
@@ -189,6 +205,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                 config_generation: 0,
                 stats: NetStats::default(),
             },
+            chains: Chains::default(),
         }
     }
 
@@ -443,7 +460,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         };
         let dp = &mut self.dp;
         let used_before = q.next_used();
-        let r = work(dp, q, mem, budget)
+        let r = work(dp, q, &mut self.chains, mem, budget)
             .and_then(|p| dp.finish(q, index, used_before, mem, notifier).map(|()| p));
         r.unwrap_or_else(|e| {
             dp.fail(e, notifier);
@@ -513,13 +530,14 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
     fn tx_loop<M: GuestMemory + ?Sized>(
         &mut self,
         q: &mut SplitQueue,
+        chains: &mut Chains,
         mem: &M,
         budget: usize,
     ) -> Result<Progress, QueueError> {
         // One pool slot serves every frame, kept across calls: a pool round
         // trip costs two critical sections.
         let mut slot = self.tx_slot.take();
-        let r = self.tx_frames(q, mem, budget, &mut slot);
+        let r = self.tx_frames(q, &mut chains.tx, mem, budget, &mut slot);
         self.tx_slot = slot;
         r
     }
@@ -527,21 +545,20 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
     fn tx_frames<M: GuestMemory + ?Sized>(
         &mut self,
         q: &mut SplitQueue,
+        chain: &mut DescriptorChain,
         mem: &M,
         budget: usize,
         slot: &mut Option<Frame<'p, SLOT, COUNT>>,
     ) -> Result<Progress, QueueError> {
-        // An idle queue costs one avail-idx load, and no chain is built for
-        // it (a kilobyte to initialise, on every pass of a polling worker).
+        // An idle queue costs one avail-idx load.
         if !q.has_available(mem)? && (self.polling || !q.enable_notifications(mem)?) {
             return Ok(Progress::default());
         }
-        let mut chain: DescriptorChain = DescriptorChain::new();
         let mut handled = 0usize;
         loop {
             while handled < budget {
                 q.prefetch_ahead(mem, false);
-                match q.pop(mem, &mut chain)? {
+                match q.pop(mem, chain)? {
                     None => break,
                     Some(Popped::Malformed(head, _)) => {
                         self.stats.tx_malformed_chains =
@@ -549,7 +566,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                         q.add_used(mem, head, 0)?;
                     }
                     Some(Popped::Chain(head)) => {
-                        self.tx_one(mem, &chain, slot);
+                        self.tx_one(mem, chain, slot);
                         q.add_used(mem, head, 0)?;
                     }
                 }
@@ -778,13 +795,14 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
     fn rx_loop<M: GuestMemory + ?Sized>(
         &mut self,
         q: &mut SplitQueue,
+        chains: &mut Chains,
         mem: &M,
         budget: usize,
     ) -> Result<Progress, QueueError> {
         // The slot of a delivered frame receives the next one, and is kept
         // across calls (a pool round trip costs two critical sections).
         let mut cur = self.rx_slot.take();
-        let r = self.rx_frames(q, mem, budget, &mut cur);
+        let r = self.rx_frames(q, chains, mem, budget, &mut cur);
         self.rx_slot = cur;
         r
     }
@@ -792,17 +810,18 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
     fn rx_frames<M: GuestMemory + ?Sized>(
         &mut self,
         q: &mut SplitQueue,
+        chains: &mut Chains,
         mem: &M,
         budget: usize,
         cur: &mut Option<Frame<'p, SLOT, COUNT>>,
     ) -> Result<Progress, QueueError> {
         let mut handled = 0usize;
         let mut retries = 0usize;
-        // Made once per call, not per frame (each is a kilobyte). Building
-        // them only once a frame is found was measured: it costs more than
-        // it saves (specs/10-performance.md).
-        let mut first: DescriptorChain = DescriptorChain::new();
-        let mut chain: DescriptorChain = DescriptorChain::new();
+        let Chains {
+            rx_first: first,
+            rx: chain,
+            ..
+        } = chains;
         let merged = self.negotiated.contains(Features::MRG_RXBUF);
         while handled < budget {
             let next = match self.next_rx_frame(cur) {
@@ -828,7 +847,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                         hdr_len: self.hdr_len,
                         stats: &mut self.stats,
                     };
-                    let d = rx.deliver(q, mem, f, &hdr, merged, &mut first, &mut chain)?;
+                    let d = rx.deliver(q, mem, f, &hdr, merged, first, chain)?;
                     lent = Some((d, f.len()));
                 }
             }
@@ -856,7 +875,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
                         hdr_len: self.hdr_len,
                         stats: &mut self.stats,
                     };
-                    let d = rx.deliver(q, mem, f, &hdr, merged, &mut first, &mut chain)?;
+                    let d = rx.deliver(q, mem, f, &hdr, merged, first, chain)?;
                     (d, f.len(), Some(hdr))
                 }
             };
