@@ -263,6 +263,42 @@ impl<const S: usize> DescriptorChain<S> {
         })
     }
 
+    /// Validate the only descriptor of a chain (the chain is empty) and
+    /// keep it unless its length is zero: [`DescriptorChain::push`] without
+    /// the checks an empty chain passes anyway.
+    #[inline(always)]
+    fn push_only<M: GuestMemory + ?Sized>(
+        &mut self,
+        mem: &M,
+        d: &Descriptor,
+        writable: bool,
+    ) -> Result<(), ChainError> {
+        let len = d.len.get();
+        if len == 0 {
+            return Ok(());
+        }
+        let addr = GuestAddress(d.addr.get());
+        if addr.checked_add(u64::from(len)).is_none() {
+            return Err(ChainError::AddrOverflow);
+        }
+        mem.check_range(addr, u64::from(len))
+            .map_err(ChainError::OutsideMemory)?;
+        self.segments
+            .push(Segment {
+                addr,
+                len,
+                writable,
+            })
+            .map_err(|_| ChainError::TooManySegments)?;
+        if writable {
+            self.writable_len = len;
+        } else {
+            self.readable_len = len;
+            self.first_writable = 1;
+        }
+        Ok(())
+    }
+
     /// Validate one descriptor and append it (zero-length buffers are
     /// counted against the walk but not kept).
     #[inline]
@@ -349,18 +385,21 @@ pub(crate) fn walk<M: GuestMemory + ?Sized, const S: usize>(
     chain: &mut DescriptorChain<S>,
 ) -> Result<(), Result<ChainError, MemError>> {
     chain.clear();
-    let mut idx = head;
-    let mut ttl = size;
+    // `head < size` and the table lies inside guest memory (validated when
+    // the queue was built), so these addresses cannot wrap.
+    let desc_at = |i: u16| GuestAddress(table.0.wrapping_add(u64::from(i) << 4));
+    let mut d: Descriptor = mem.read_obj(desc_at(head)).map_err(Err)?;
+    chain.walked = 1;
+    // One descriptor without NEXT or INDIRECT, the usual chain of a driver
+    // that does not split the header (Linux, DPDK): kept directly.
+    let raw = d.flags.get();
+    if raw & !DescFlags::WRITE.bits() == 0 {
+        return chain.push_only(mem, &d, raw != 0).map_err(Ok);
+    }
+    // Descriptors read so far count against the table's size: a chain
+    // that visits more than `size` loops.
+    let mut ttl = size.saturating_sub(1);
     loop {
-        if ttl == 0 {
-            return Err(Ok(ChainError::Loop));
-        }
-        ttl = ttl.saturating_sub(1);
-        let at = table
-            .offset(u64::from(idx).saturating_mul(Descriptor::SIZE))
-            .map_err(Err)?;
-        let d: Descriptor = mem.read_obj(at).map_err(Err)?;
-        chain.walked = chain.walked.saturating_add(1);
         let flags = DescFlags::from_bits(d.flags.get())
             .ok_or(Ok(ChainError::UnknownFlags(d.flags.get())))?;
         if flags.contains(DescFlags::INDIRECT) {
@@ -377,10 +416,16 @@ pub(crate) fn walk<M: GuestMemory + ?Sized, const S: usize>(
         if !flags.contains(DescFlags::NEXT) {
             return Ok(());
         }
-        idx = d.next.get();
+        let idx = d.next.get();
         if idx >= size {
             return Err(Ok(ChainError::NextOutOfRange(idx)));
         }
+        if ttl == 0 {
+            return Err(Ok(ChainError::Loop));
+        }
+        ttl = ttl.saturating_sub(1);
+        d = mem.read_obj(desc_at(idx)).map_err(Err)?;
+        chain.walked = chain.walked.saturating_add(1);
     }
 }
 
