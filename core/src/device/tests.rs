@@ -518,6 +518,43 @@ fn case45_merged_rx_spreads_64k_over_32_buffers_with_one_publish() {
     assert_eq!(&all[12..12 + f.len()], &f[..]);
 }
 
+/// §5.1.6.4, I-NET-6: the merged one-chain path ends exactly where the
+/// first chain is full. A frame that fills it to the last byte takes one
+/// buffer (num_buffers 1, used len header + frame); one byte more spills
+/// that byte into the next buffer (num_buffers 2, the first full).
+#[test]
+fn merged_rx_one_chain_path_ends_where_the_first_chain_is_full() {
+    for (extra, want) in [(0usize, vec![256u32]), (1, vec![256, 1])] {
+        let mem = TestMemory::new(0, MEM);
+        let pools: (FramePool<4096, 4>, FramePool<4096, 4>) = (FramePool::new(), FramePool::new());
+        let (mut dev, mut rx, _tx) = started(&mem, &pools, mrg(), BackendCaps::default());
+        rx.add_chain(&mem, &[(BUF, 256, true)]).unwrap();
+        rx.add_chain(&mem, &[(BUF + 4096, 256, true)]).unwrap();
+        rx.publish(&mem).unwrap();
+        let f = frame(256 - 12 + extra, 6);
+        dev.backend_mut()
+            .to_guest
+            .push_back((f.clone(), NetHdrRepr::default()));
+        dev.process_rx(&mem, &mut Notes::default(), 16);
+        let mut lens = Vec::new();
+        while let Some((_, l)) = rx.pop_used(&mem).unwrap() {
+            lens.push(l);
+        }
+        assert_eq!(lens, want, "frame of {} bytes", f.len());
+        let mut first = vec![0u8; 256];
+        mem.read(GuestAddress(BUF), &mut first).unwrap();
+        let count = u16::from_le_bytes([first[10], first[11]]);
+        assert_eq!(usize::from(count), want.len(), "num_buffers");
+        assert_eq!(&first[12..], &f[..256 - 12]);
+        if extra > 0 {
+            let mut rest = [0u8; 1];
+            mem.read(GuestAddress(BUF + 4096), &mut rest).unwrap();
+            assert_eq!(rest[0], f[256 - 12]);
+        }
+        assert_eq!(dev.stats().rx_packets, 1);
+    }
+}
+
 /// Cases 46 and 49 (CVE-2020-16843), I-NET-6: with too few buffers nothing
 /// is published and the frame waits in its pool slot; when buffers arrive it
 /// is delivered, and delivery goes on.
