@@ -273,30 +273,10 @@ impl<const S: usize> DescriptorChain<S> {
         d: &Descriptor,
         writable: bool,
     ) -> Result<(), ChainError> {
-        let len = d.len.get();
-        if len == 0 {
-            return Ok(());
+        match d.len.get() {
+            0 => Ok(()),
+            len => self.keep(mem, d, len, writable),
         }
-        let addr = GuestAddress(d.addr.get());
-        if addr.checked_add(u64::from(len)).is_none() {
-            return Err(ChainError::AddrOverflow);
-        }
-        mem.check_range(addr, u64::from(len))
-            .map_err(ChainError::OutsideMemory)?;
-        self.segments
-            .push(Segment {
-                addr,
-                len,
-                writable,
-            })
-            .map_err(|_| ChainError::TooManySegments)?;
-        if writable {
-            self.writable_len = len;
-        } else {
-            self.readable_len = len;
-            self.first_writable = 1;
-        }
-        Ok(())
     }
 
     /// Validate one descriptor and append it (zero-length buffers are
@@ -320,6 +300,19 @@ impl<const S: usize> DescriptorChain<S> {
         if len == 0 {
             return Ok(());
         }
+        self.keep(mem, d, len, writable)
+    }
+
+    /// Check a non-empty buffer (`addr + len` must not wrap and lie in
+    /// guest memory) and append it as a segment.
+    #[inline(always)]
+    fn keep<M: GuestMemory + ?Sized>(
+        &mut self,
+        mem: &M,
+        d: &Descriptor,
+        len: u32,
+        writable: bool,
+    ) -> Result<(), ChainError> {
         let addr = GuestAddress(d.addr.get());
         if addr.checked_add(u64::from(len)).is_none() {
             return Err(ChainError::AddrOverflow);
