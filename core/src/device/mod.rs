@@ -725,10 +725,7 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             }
             self.rx_lent_waiting = false;
         }
-        if cur.is_none() {
-            *cur = self.rx_pool.acquire();
-        }
-        let Some(slot) = cur.as_mut() else {
+        let Some(slot) = self.slot_in_hand(cur) else {
             return Ok(Next::None);
         };
         match self.interceptor.poll_receive(slot.buffer_mut()) {
@@ -740,15 +737,25 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         }
     }
 
+    /// The RX slot in `cur`, acquired from the pool when there is none
+    /// (`None`: the pool is empty).
+    #[inline(always)]
+    fn slot_in_hand<'c>(
+        &self,
+        cur: &'c mut Option<Frame<'p, SLOT, COUNT>>,
+    ) -> Option<&'c mut Frame<'p, SLOT, COUNT>> {
+        if cur.is_none() {
+            *cur = self.rx_pool.acquire();
+        }
+        cur.as_mut()
+    }
+
     /// The backend's next frame, received into the slot in `cur` (a frame
     /// it does not lend, or one to fix up there).
     #[allow(clippy::result_unit_err)]
     fn receive_into_slot(&mut self, cur: &mut Option<Frame<'p, SLOT, COUNT>>) -> Result<Next, ()> {
         self.rx_lent_waiting = false;
-        if cur.is_none() {
-            *cur = self.rx_pool.acquire();
-        }
-        let Some(slot) = cur.as_mut() else {
+        let Some(slot) = self.slot_in_hand(cur) else {
             return Ok(Next::None);
         };
         match self.backend.receive(slot.buffer_mut()) {
@@ -992,38 +999,49 @@ impl RxCtx<'_> {
         hdr: &NetHdrRepr,
         chain: &mut DescriptorChain,
     ) -> Result<Delivery, QueueError> {
+        let Some(head) = self.pop_first(q, mem, chain)? else {
+            return Ok(Delivery::NoBuffers);
+        };
+        let total = self.hdr_len.saturating_add(frame.len());
+        if (chain.writable_len() as usize) < total {
+            self.stats.rx_too_big = self.stats.rx_too_big.saturating_add(1);
+            if let Err(head) = q.undo_pop(head) {
+                q.add_used(mem, head, 0)?;
+            }
+            return Ok(Delivery::Dropped);
+        }
+        let (h, hl) = self.header_bytes(hdr, 1);
+        let wrote_hdr = write_header(chain, mem, &h, hl);
+        let wrote = chain.write_at(mem, hl, frame);
+        if !wrote_hdr || !matches!(wrote, Ok(n) if n == frame.len()) {
+            // The buffers were validated; memory vanished under us.
+            q.add_used(mem, head, 0)?;
+            return Ok(Delivery::Dropped);
+        }
+        q.add_used(mem, head, u32::try_from(total).unwrap_or(u32::MAX))?;
+        Ok(Delivery::Delivered)
+    }
+
+    /// Pop the first chain of a frame into `chain`: one that can take the
+    /// header. Bad ones are returned with len 0 (counted) and the next is
+    /// tried; `None` when the ring runs out.
+    #[inline(always)]
+    fn pop_first<M: GuestMemory + ?Sized>(
+        &mut self,
+        q: &mut SplitQueue,
+        mem: &M,
+        chain: &mut DescriptorChain,
+    ) -> Result<Option<Head>, QueueError> {
         loop {
             q.prefetch_ahead(mem, true);
-            let head = match q.pop(mem, chain)? {
-                None => return Ok(Delivery::NoBuffers),
-                Some(Popped::Malformed(head, _)) => {
-                    self.rx_bad_chain(q, mem, head)?;
-                    continue;
+            match q.pop(mem, chain)? {
+                None => return Ok(None),
+                Some(Popped::Malformed(head, _)) => self.rx_bad_chain(q, mem, head)?,
+                Some(Popped::Chain(head)) if self.rx_chain_ok(chain, true) => {
+                    return Ok(Some(head))
                 }
-                Some(Popped::Chain(head)) => head,
-            };
-            if !self.rx_chain_ok(chain, true) {
-                self.rx_bad_chain(q, mem, head)?;
-                continue;
+                Some(Popped::Chain(head)) => self.rx_bad_chain(q, mem, head)?,
             }
-            let total = self.hdr_len.saturating_add(frame.len());
-            if (chain.writable_len() as usize) < total {
-                self.stats.rx_too_big = self.stats.rx_too_big.saturating_add(1);
-                if let Err(head) = q.undo_pop(head) {
-                    q.add_used(mem, head, 0)?;
-                }
-                return Ok(Delivery::Dropped);
-            }
-            let (h, hl) = self.header_bytes(hdr, 1);
-            let wrote_hdr = write_header(chain, mem, &h, hl);
-            let wrote = chain.write_at(mem, hl, frame);
-            if !wrote_hdr || !matches!(wrote, Ok(n) if n == frame.len()) {
-                // The buffers were validated; memory vanished under us.
-                q.add_used(mem, head, 0)?;
-                return Ok(Delivery::Dropped);
-            }
-            q.add_used(mem, head, u32::try_from(total).unwrap_or(u32::MAX))?;
-            return Ok(Delivery::Delivered);
         }
     }
 
@@ -1053,16 +1071,9 @@ impl RxCtx<'_> {
         chain: &mut DescriptorChain,
     ) -> Result<Delivery, QueueError> {
         let hl = self.hdr_len;
-        // The first chain holds the header; bad ones are returned (len 0)
-        // and the next one is tried.
-        let head = loop {
-            q.prefetch_ahead(mem, true);
-            match q.pop(mem, first)? {
-                None => return Ok(Delivery::NoBuffers),
-                Some(Popped::Malformed(head, _)) => self.rx_bad_chain(q, mem, head)?,
-                Some(Popped::Chain(head)) if self.rx_chain_ok(first, true) => break head,
-                Some(Popped::Chain(head)) => self.rx_bad_chain(q, mem, head)?,
-            }
+        // The first chain holds the header.
+        let Some(head) = self.pop_first(q, mem, first)? else {
+            return Ok(Delivery::NoBuffers);
         };
         let total = hl.saturating_add(frame.len());
         if first.writable_len() as usize >= total {

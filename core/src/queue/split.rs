@@ -384,9 +384,7 @@ impl SplitQueue {
         self.used_batched = 0;
         r.map_err(|e| self.poison(QueueError::Mem(e)))
     }
-}
 
-impl SplitQueue {
     /// `pop` found every slot popped and not yet published. Too many in
     /// flight breaks the queue; else the driver is re-posting heads it
     /// never reclaimed (it overruns its ring), and the completions waiting
