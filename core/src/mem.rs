@@ -183,6 +183,19 @@ pub trait GuestMemory {
     fn read_hint(&self, addr: GuestAddress, dst: &mut [u8]) -> Result<(), MemError> {
         self.read(addr, dst)
     }
+
+    /// Instrumentation: a queue took the chain with head `head` at avail
+    /// position `pos` (free-running, as the avail idx counts), which it read
+    /// from the avail-ring entry at `entry`. It touches no memory and cannot
+    /// fail; the default does nothing. A wrapper that infers the device's
+    /// actions from its accesses (the fuzz oracle's recording memory) takes
+    /// this as the pop: a read of an avail entry says which slot was read,
+    /// not at which position (a driver that re-posts a head it never
+    /// reclaimed has the same slot taken at two positions).
+    #[inline]
+    fn note_pop(&self, entry: GuestAddress, pos: u16, head: u16) {
+        let _ = (entry, pos, head);
+    }
 }
 
 impl<M: GuestMemory + ?Sized> GuestMemory for &M {
@@ -217,6 +230,10 @@ impl<M: GuestMemory + ?Sized> GuestMemory for &M {
     #[inline]
     fn read_hint(&self, addr: GuestAddress, dst: &mut [u8]) -> Result<(), MemError> {
         (**self).read_hint(addr, dst)
+    }
+    #[inline]
+    fn note_pop(&self, entry: GuestAddress, pos: u16, head: u16) {
+        (**self).note_pop(entry, pos, head)
     }
 }
 

@@ -8,8 +8,11 @@
 //! - the bytes lie in the used ring of a watched queue (flags, elements,
 //!   avail_event), or inside a device-writable buffer of a chain that was
 //!   popped and not yet completed, as an independent reference walk of that
-//!   chain ([`ref_walk`]) describes it: a pop is seen as the device's 2-byte
-//!   read of an available-ring slot, a completion as its write of a used
+//!   chain ([`ref_walk`]) describes it: a pop is seen as the device's
+//!   [`GuestMemory::note_pop`], whose head must be what the device read
+//!   from that available-ring slot (each read is used up by one pop, and
+//!   chains in flight are kept per avail position), a completion as its
+//!   write of a used
 //!   element, 8 bytes, or a run of them in one copy (whose ids must belong
 //!   to popped chains);
 //! - the used idx is only stored with release ordering, and only moves
@@ -182,7 +185,8 @@ fn ref_walk_inner<M: GuestMemory + ?Sized>(
 /// One chain the device popped and has not completed.
 #[derive(Clone, Debug)]
 struct InFlight {
-    slot: u16,
+    /// Avail position (free-running) it was taken at.
+    pos: u16,
     head: u16,
     /// `[start, end)` ranges the device may write (empty for a chain the
     /// reference walk finds malformed: nothing may be written into it).
@@ -194,6 +198,9 @@ struct Watch {
     layout: QueueLayout,
     indirect: bool,
     in_flight: Vec<InFlight>,
+    /// Per avail slot, the head the device last read there and has not
+    /// popped.
+    seen: Vec<Option<u16>>,
     last_published: u16,
     elems_unpublished: u32,
     pops: u64,
@@ -251,6 +258,7 @@ impl<M: GuestMemory> RecordingMemory<M> {
             layout,
             indirect,
             in_flight: Vec::new(),
+            seen: Vec::new(),
             last_published: used_idx,
             elems_unpublished: 0,
             pops: 0,
@@ -287,6 +295,7 @@ impl<M: GuestMemory> RecordingMemory<M> {
         if let Some(Some(w)) = self.state.borrow_mut().queues.get_mut(q) {
             if forget {
                 w.in_flight.clear();
+                w.seen.clear();
             }
             w.last_published = used_idx;
             w.elems_unpublished = 0;
@@ -342,20 +351,54 @@ impl<M: GuestMemory> RecordingMemory<M> {
         }
     }
 
-    /// A 2-byte read of an available-ring slot: the device popped a chain.
+    /// A read of available-ring entries (one, or several in one copy): the
+    /// heads the device saw, kept per slot. Not a pop: the device says
+    /// which it takes, and at which position ([`GuestMemory::note_pop`]).
     fn saw_read(&self, addr: u64, data: &[u8]) {
-        if data.len() != 2 {
+        if data.is_empty() || data.len() % 2 != 0 {
             return;
         }
-        let head = u16::from_le_bytes([data[0], data[1]]);
         let mut st = self.state.borrow_mut();
         for w in st.queues.iter_mut().flatten() {
             let base = w.layout.avail_ring.0.saturating_add(4);
             let size = u64::from(w.layout.size);
-            if addr < base || addr >= base + 2 * size || (addr - base) % 2 != 0 {
+            let end = addr.saturating_add(data.len() as u64);
+            if addr < base || end > base + 2 * size || (addr - base) % 2 != 0 {
                 continue;
             }
-            let slot = ((addr - base) / 2) as u16;
+            let first = ((addr - base) / 2) as usize;
+            if w.seen.len() < w.layout.size as usize {
+                w.seen.resize(w.layout.size as usize, None);
+            }
+            for (i, e) in data.chunks_exact(2).enumerate() {
+                w.seen[first + i] = Some(u16::from_le_bytes([e[0], e[1]]));
+            }
+        }
+    }
+
+    /// The device took the chain at `head` at avail position `pos`, from
+    /// the avail entry at `entry`: a pop. The head must be what the device
+    /// read from that slot (the read is then used up), or the same
+    /// position's chain must still be in flight (taken again after an
+    /// undo).
+    fn saw_pop(&self, entry: u64, pos: u16, head: u16) {
+        let mut st = self.state.borrow_mut();
+        let mut problems: Vec<String> = Vec::new();
+        for (qi, w) in st.queues.iter_mut().enumerate() {
+            let Some(w) = w.as_mut() else { continue };
+            let base = w.layout.avail_ring.0.saturating_add(4);
+            let size = u64::from(w.layout.size);
+            if entry < base || entry >= base + 2 * size || (entry - base) % 2 != 0 {
+                continue;
+            }
+            let slot = ((entry - base) / 2) as u16;
+            let read = w.seen.get_mut(usize::from(slot)).and_then(Option::take);
+            let again = w.in_flight.iter().any(|f| f.pos == pos && f.head == head);
+            if read != Some(head) && !again {
+                problems.push(std::format!(
+                    "queue {qi}: popped head {head} from avail slot {slot}, which the device read as {read:?}"
+                ));
+            }
             let chain = ref_walk(&self.inner, &w.layout, w.indirect, head, self.max_segments);
             let writable = if chain.strict.is_ok() {
                 chain
@@ -367,14 +410,19 @@ impl<M: GuestMemory> RecordingMemory<M> {
             } else {
                 Vec::new()
             };
-            // Popping a slot again (after an undo) replaces its record.
-            w.in_flight.retain(|f| f.slot != slot);
+            // Popping a position again (after an undo) replaces its record;
+            // a driver that re-posts a head it never reclaimed (at another
+            // position, maybe the same slot) has it in flight twice.
+            w.in_flight.retain(|f| f.pos != pos);
             w.in_flight.push(InFlight {
-                slot,
+                pos,
                 head,
                 writable,
             });
             w.pops += 1;
+        }
+        for p in problems {
+            Self::violation(&mut st, p);
         }
     }
 
@@ -500,9 +548,14 @@ impl<M: GuestMemory> GuestMemory for RecordingMemory<M> {
         self.inner.check_range(addr, len)
     }
 
-    /// A prefetch hint's read is not a pop: not recorded.
+    /// A prefetch hint's read is not recorded: the device may not take a
+    /// head it only hinted.
     fn read_hint(&self, addr: GuestAddress, dst: &mut [u8]) -> Result<(), MemError> {
         self.inner.read(addr, dst)
+    }
+
+    fn note_pop(&self, entry: GuestAddress, pos: u16, head: u16) {
+        self.saw_pop(entry.0, pos, head);
     }
 
     fn load_u16_acquire(&self, addr: GuestAddress) -> Result<u16, MemError> {

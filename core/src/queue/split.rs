@@ -431,6 +431,11 @@ impl Virtqueue for SplitQueue {
             Ok(h) => h,
             Err(e) => return Err(self.poison(QueueError::Mem(e))),
         };
+        mem.note_pop(
+            self.avail_entry_addr(self.next_avail),
+            self.next_avail,
+            head,
+        );
         if head >= self.layout.size {
             return Err(self.poison(QueueError::InvalidHead(head)));
         }
