@@ -25,7 +25,7 @@ pub mod server;
 pub use backend::{AnyBackend, BackendSpec, HostBackend};
 pub use device::DeviceState;
 pub use memory::{GuestMemoryMap, MemoryError, TableEntry};
-pub use server::{bind, BindError, Server, ServerConfig, ServerHandle};
+pub use server::{bind, BindError, Server, ServerConfig, ServerHandle, DEFAULT_BUDGET};
 
 /// Pool slot size that lets the device offer TSO and checksum offloads:
 /// a 64 KiB GSO frame plus Ethernet and virtio-net headers, rounded up

@@ -8,7 +8,9 @@ use std::time::Duration;
 use clap::Parser;
 use virtnet::device::NetConfig;
 use virtnet::pool::FramePool;
-use virtnet_hosted::{bind, AnyBackend, BackendSpec, Server, ServerConfig, BIG_SLOT};
+use virtnet_hosted::{
+    bind, AnyBackend, BackendSpec, Server, ServerConfig, BIG_SLOT, DEFAULT_BUDGET,
+};
 
 /// Slots per pool: frames in flight in one direction.
 const POOL_SLOTS: usize = 256;
@@ -49,6 +51,12 @@ struct Cli {
     /// (one core at 100%; for benchmarks).
     #[arg(long)]
     poll: bool,
+
+    /// Chains (TX) or frames (RX) the worker handles per queue per pass
+    /// before it publishes, notifies and looks at its events again.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BUDGET as u64,
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    budget: u64,
 
     /// Print the device counters every SECS seconds.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -154,6 +162,7 @@ fn main() -> ExitCode {
     };
     let mut config = ServerConfig {
         poll: cli.poll,
+        budget: usize::try_from(cli.budget).unwrap_or(DEFAULT_BUDGET),
         ..ServerConfig::default()
     };
     config.net = NetConfig {

@@ -36,6 +36,8 @@ fn bad_flags_fail_with_one_line_and_exit_2() {
         &["--socket", "/tmp/x.sock", "--mac", "01:00:00:00:00:01"],
         &["--socket", "/tmp/x.sock", "--mtu", "20"],
         &["--socket", "/tmp/x.sock", "--stats-interval", "0"],
+        &["--socket", "/tmp/x.sock", "--budget", "0"],
+        &["--socket", "/tmp/x.sock", "--budget", "65537"],
         &["--socket", "/tmp/x.sock", "--frobnicate"],
     ] {
         let e = one_line_error(&run(args), 2);
@@ -50,6 +52,7 @@ fn bad_flags_fail_with_one_line_and_exit_2() {
         "--mac",
         "--mtu",
         "--poll",
+        "--budget",
         "--stats-interval",
         "-v",
     ] {
