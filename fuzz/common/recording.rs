@@ -12,9 +12,8 @@
 //!   [`GuestMemory::note_pop`], whose head must be what the device read
 //!   from that available-ring slot (each read is used up by one pop, and
 //!   chains in flight are kept per avail position), a completion as its
-//!   write of a used
-//!   element, 8 bytes, or a run of them in one copy (whose ids must belong
-//!   to popped chains);
+//!   write of a used element, 8 bytes, or a run of them in one copy (whose
+//!   ids must belong to popped chains);
 //! - the used idx is only stored with release ordering, and only moves
 //!   forward, by at most the used elements written since the last store.
 //!
@@ -213,6 +212,15 @@ impl Watch {
         let a = self.layout.used_ring.0;
         (a, a.saturating_add(6 + 8 * s))
     }
+
+    /// The first avail-ring slot of `[addr, addr + len)` when that range is
+    /// whole entries of this queue's avail ring.
+    fn avail_slot(&self, addr: u64, len: u64) -> Option<usize> {
+        let base = self.layout.avail_ring.0.saturating_add(4);
+        let end = base.saturating_add(2 * u64::from(self.layout.size));
+        let inside = len > 0 && len % 2 == 0 && addr >= base && addr.checked_add(len)? <= end;
+        (inside && (addr - base) % 2 == 0).then(|| ((addr - base) / 2) as usize)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -258,7 +266,7 @@ impl<M: GuestMemory> RecordingMemory<M> {
             layout,
             indirect,
             in_flight: Vec::new(),
-            seen: Vec::new(),
+            seen: std::vec![None; usize::from(layout.size)],
             last_published: used_idx,
             elems_unpublished: 0,
             pops: 0,
@@ -295,7 +303,7 @@ impl<M: GuestMemory> RecordingMemory<M> {
         if let Some(Some(w)) = self.state.borrow_mut().queues.get_mut(q) {
             if forget {
                 w.in_flight.clear();
-                w.seen.clear();
+                w.seen.fill(None);
             }
             w.last_published = used_idx;
             w.elems_unpublished = 0;
@@ -355,46 +363,31 @@ impl<M: GuestMemory> RecordingMemory<M> {
     /// heads the device saw, kept per slot. Not a pop: the device says
     /// which it takes, and at which position ([`GuestMemory::note_pop`]).
     fn saw_read(&self, addr: u64, data: &[u8]) {
-        if data.is_empty() || data.len() % 2 != 0 {
-            return;
-        }
         let mut st = self.state.borrow_mut();
         for w in st.queues.iter_mut().flatten() {
-            let base = w.layout.avail_ring.0.saturating_add(4);
-            let size = u64::from(w.layout.size);
-            let end = addr.saturating_add(data.len() as u64);
-            if addr < base || end > base + 2 * size || (addr - base) % 2 != 0 {
+            let Some(first) = w.avail_slot(addr, data.len() as u64) else {
                 continue;
-            }
-            let first = ((addr - base) / 2) as usize;
-            if w.seen.len() < w.layout.size as usize {
-                w.seen.resize(w.layout.size as usize, None);
-            }
-            for (i, e) in data.chunks_exact(2).enumerate() {
-                w.seen[first + i] = Some(u16::from_le_bytes([e[0], e[1]]));
+            };
+            for (seen, e) in w.seen.iter_mut().skip(first).zip(data.chunks_exact(2)) {
+                *seen = Some(u16::from_le_bytes([e[0], e[1]]));
             }
         }
     }
 
     /// The device took the chain at `head` at avail position `pos`, from
     /// the avail entry at `entry`: a pop. The head must be what the device
-    /// read from that slot (the read is then used up), or the same
-    /// position's chain must still be in flight (taken again after an
-    /// undo).
+    /// read from that slot (the read is then used up: a pop after
+    /// `undo_pop` reads the slot again).
     fn saw_pop(&self, entry: u64, pos: u16, head: u16) {
         let mut st = self.state.borrow_mut();
         let mut problems: Vec<String> = Vec::new();
         for (qi, w) in st.queues.iter_mut().enumerate() {
             let Some(w) = w.as_mut() else { continue };
-            let base = w.layout.avail_ring.0.saturating_add(4);
-            let size = u64::from(w.layout.size);
-            if entry < base || entry >= base + 2 * size || (entry - base) % 2 != 0 {
+            let Some(slot) = w.avail_slot(entry, 2) else {
                 continue;
-            }
-            let slot = ((entry - base) / 2) as u16;
-            let read = w.seen.get_mut(usize::from(slot)).and_then(Option::take);
-            let again = w.in_flight.iter().any(|f| f.pos == pos && f.head == head);
-            if read != Some(head) && !again {
+            };
+            let read = w.seen.get_mut(slot).and_then(Option::take);
+            if read != Some(head) {
                 problems.push(std::format!(
                     "queue {qi}: popped head {head} from avail slot {slot}, which the device read as {read:?}"
                 ));

@@ -427,15 +427,12 @@ impl Virtqueue for SplitQueue {
             self.ring_full(mem)?;
         }
         // Ordered after the acquire load of avail idx.
-        let head = match mem.read_u16(self.avail_entry_addr(self.next_avail)) {
+        let entry = self.avail_entry_addr(self.next_avail);
+        let head = match mem.read_u16(entry) {
             Ok(h) => h,
             Err(e) => return Err(self.poison(QueueError::Mem(e))),
         };
-        mem.note_pop(
-            self.avail_entry_addr(self.next_avail),
-            self.next_avail,
-            head,
-        );
+        mem.note_pop(entry, self.next_avail, head);
         if head >= self.layout.size {
             return Err(self.poison(QueueError::InvalidHead(head)));
         }
