@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
@@ -91,7 +91,7 @@ pub fn core(ctx: &Ctx) -> Result<()> {
         .and_then(|r| r.parse::<u32>().ok())
         .unwrap_or(DEFAULT_RUNS)
         .clamp(1, 10);
-    let criterion = target_dir(ctx).join("criterion");
+    let criterion = ctx.target_dir().join("criterion");
     let mut extras = Extras::default();
     let mut figures = Figures::new();
     for run in 1..=runs {
@@ -128,17 +128,8 @@ pub fn core(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// The cargo target directory.
-fn target_dir(ctx: &Ctx) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
-        Some(d) => ctx.root.join(d),
-        None => ctx.root.join("target"),
-    }
-}
-
 /// `lscpu`'s model name and the CPU count.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()

@@ -44,6 +44,16 @@ impl Ctx {
             .arg("+nightly");
         cmd
     }
+
+    /// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the
+    /// workspace root when relative), else `<root>/target`.
+    pub fn target_dir(&self) -> PathBuf {
+        match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
+            Some(d) => self.root.join(d),
+            None => self.root.join("target"),
+        }
+    }
 }
 
 impl Default for Ctx {

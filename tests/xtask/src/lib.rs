@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bench_dpdk;
+pub mod bench_tap;
 pub mod cpio;
 pub mod ctx;
 pub mod demo;

@@ -57,6 +57,8 @@ enum Bench {
     Core,
     /// Against DPDK's virtio-user driver.
     Dpdk,
+    /// TAP writes: one per frame against io_uring batches.
+    Tap,
 }
 
 fn main() -> ExitCode {
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Cmd::Bench { which } => match which {
             Bench::Core => outcome(xtask::bench::core(&ctx)),
             Bench::Dpdk => outcome(xtask::bench_dpdk::bench(&ctx)),
+            Bench::Tap => outcome(xtask::bench_tap::bench(&ctx)),
         },
         Cmd::Fuzz { target, minutes } => {
             outcome(xtask::fuzz::command(&ctx, target.as_deref(), minutes))

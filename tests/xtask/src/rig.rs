@@ -436,10 +436,7 @@ pub fn build_backend(ctx: &Ctx) -> Result<PathBuf> {
         "--bin",
         "virtnet-vhost-user",
     ]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ctx.root.join("target"));
-    let bin = target.join("release/virtnet-vhost-user");
+    let bin = ctx.target_dir().join("release/virtnet-vhost-user");
     ensure!(bin.is_file(), "{} was not built", bin.display());
     Ok(bin)
 }

@@ -1,0 +1,40 @@
+//! `cargo xtask bench tap`: what a frame written to a TAP interface costs,
+//! one `writev` per frame (the TAP backend's path) against `io_uring`
+//! batches, the one way Linux offers to batch TAP writes. The measurement is
+//! `shims/hosted/examples/tap_write_batch.rs`; this builds it, creates a
+//! network namespace with a TAP interface, runs it there and prints its
+//! table. It passes no judgement (specs/10-performance.md, "TAP writes").
+
+use anyhow::{bail, Result};
+
+use crate::ctx::Ctx;
+use crate::netns::Netns;
+use crate::util::run_ok;
+
+/// The namespace and the interface the measurement writes to.
+const NETNS: &str = "virtnet-bench-tap";
+const TAP: &str = "vntap0";
+
+/// `cargo xtask bench tap`.
+pub fn bench(ctx: &Ctx) -> Result<()> {
+    run_ok(ctx.cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "virtnet-hosted",
+        "--example",
+        "tap_write_batch",
+    ]))?;
+    let example = ctx.target_dir().join("release/examples/tap_write_batch");
+    if !example.is_file() {
+        bail!("{} was not built", example.display());
+    }
+    let ns = Netns::create(NETNS)?;
+    ns.add_tap(TAP)?;
+    let program = example.to_string_lossy();
+    run_ok(ns.command(&program).args(["--tap", TAP]))?;
+    println!();
+    println!("{}", crate::bench::machine());
+    println!("command: cargo xtask bench tap");
+    Ok(())
+}
