@@ -1,9 +1,10 @@
-//! `cargo xtask bench tap`: what a frame written to a TAP interface costs,
-//! one `writev` per frame (the TAP backend's path) against `io_uring`
-//! batches, the one way Linux offers to batch TAP writes. The measurement is
-//! `shims/hosted/examples/tap_write_batch.rs`; this builds it, creates a
-//! network namespace with a TAP interface, runs it there and prints its
-//! table. It passes no judgement (specs/10-performance.md, "TAP writes").
+//! `cargo xtask bench tap`: what a frame written to or read from a TAP
+//! interface costs, one `writev` / `readv` per frame (the TAP backend's
+//! path) against `io_uring` batches, the one way Linux offers to batch TAP
+//! reads and writes. The measurement is `shims/hosted/examples/tap_batch.rs`;
+//! this builds it, creates a network namespace with a TAP interface, runs
+//! it there and prints its table. It passes no judgement
+//! (specs/10-performance.md, "TAP reads and writes").
 
 use anyhow::{bail, Result};
 
@@ -23,9 +24,9 @@ pub fn bench(ctx: &Ctx) -> Result<()> {
         "-p",
         "virtnet-hosted",
         "--example",
-        "tap_write_batch",
+        "tap_batch",
     ]))?;
-    let example = ctx.target_dir().join("release/examples/tap_write_batch");
+    let example = ctx.target_dir().join("release/examples/tap_batch");
     if !example.is_file() {
         bail!("{} was not built", example.display());
     }

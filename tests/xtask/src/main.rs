@@ -57,7 +57,7 @@ enum Bench {
     Core,
     /// Against DPDK's virtio-user driver.
     Dpdk,
-    /// TAP writes: one per frame against io_uring batches.
+    /// TAP reads and writes: one system call per frame against io_uring batches.
     Tap,
 }
 

@@ -11,9 +11,9 @@
 //! - The fd is non-blocking: a full TAP queue drops the frame (`Busy`,
 //!   counted), an empty one returns `None`.
 //! - One `writev` per sent frame, one `readv` per received frame: header and
-//!   frame go in one system call, no copy. A TAP takes one frame per write;
-//!   batches of writes through `io_uring` measured no faster (`cargo xtask
-//!   bench tap`, specs/10-performance.md "TAP writes").
+//!   frame go in one system call, no copy. A TAP takes one frame per call;
+//!   batches through `io_uring` measured no faster (`cargo xtask bench
+//!   tap`, specs/10-performance.md "TAP reads and writes").
 
 use std::ffi::c_int;
 use std::io;
