@@ -93,6 +93,54 @@ fn per_frame(tap: &mut TapBackend, f: &[u8], frames: u32) -> Outcome {
     }
 }
 
+/// What a batch does.
+#[derive(Clone, Copy)]
+enum Op {
+    Read,
+    Write,
+}
+
+/// One `io_uring` batch: a `readv` or `writev` of two iovecs on `fd` per
+/// item of `iovs`, one `io_uring_enter` that waits for all of them; returns
+/// how many moved `want` bytes and how many did not.
+///
+/// # Safety
+///
+/// Each item's iovecs must describe buffers that stay valid for the whole
+/// call and that nothing else reads (for `Read`) or writes while it runs;
+/// every request completes before this returns. `ring` must be empty and
+/// have room for every item.
+unsafe fn run_batch<'a>(
+    ring: &mut IoUring,
+    fd: RawFd,
+    op: Op,
+    iovs: impl Iterator<Item = &'a [libc::iovec; 2]>,
+    want: i32,
+) -> std::io::Result<(u64, u64)> {
+    let mut n = 0usize;
+    for iov in iovs {
+        let sqe = match op {
+            Op::Read => opcode::Readv::new(types::Fd(fd), iov.as_ptr(), 2).build(),
+            Op::Write => opcode::Writev::new(types::Fd(fd), iov.as_ptr(), 2).build(),
+        };
+        // SAFETY: the caller keeps the buffers valid and unshared until
+        // this returns, which is after every request completed.
+        unsafe { ring.submission().push(&sqe) }
+            .map_err(|_| std::io::Error::other("submission queue full"))?;
+        n += 1;
+    }
+    ring.submit_and_wait(n)?;
+    let (mut ok, mut bad) = (0u64, 0u64);
+    for cqe in ring.completion() {
+        if cqe.result() == want {
+            ok += 1;
+        } else {
+            bad += 1;
+        }
+    }
+    Ok((ok, bad))
+}
+
 /// `frames` frames as `io_uring` batches of `batch` `writev` requests, the
 /// same two iovecs as `TapBackend::transmit` (header, frame).
 fn batched(
@@ -118,24 +166,11 @@ fn batched(
     let rounds = frames / batch;
     let t = Instant::now();
     for _ in 0..rounds {
-        for _ in 0..batch {
-            let sqe = opcode::Writev::new(types::Fd(fd), iov.as_ptr(), 2).build();
-            // SAFETY: the request reads `iov` and the buffers it describes,
-            // which live until this function returns; every request is
-            // completed (`submit_and_wait` below) before the next batch and
-            // before they go away. The ring has room: it is drained each round
-            // and has at least `batch` entries.
-            unsafe { ring.submission().push(&sqe) }
-                .map_err(|_| std::io::Error::other("submission queue full"))?;
-        }
-        ring.submit_and_wait(batch as usize)?;
-        for cqe in ring.completion() {
-            if cqe.result() == want {
-                sent += 1;
-            } else {
-                refused += 1;
-            }
-        }
+        let iovs = core::iter::repeat_n(&iov, batch as usize);
+        // SAFETY: `iov` describes `hdr` and `f`, live and only read here.
+        let (ok, bad) = unsafe { run_batch(ring, fd, Op::Write, iovs, want)? };
+        sent += ok;
+        refused += bad;
     }
     let ns = t.elapsed().as_nanos() as f64;
     Ok(Outcome {
@@ -258,25 +293,12 @@ fn read_batched(
         let mut left = QUEUED;
         while left > 0 {
             let n = left.min(batch);
-            for iov in iovs.iter().take(n as usize) {
-                let sqe = opcode::Readv::new(types::Fd(fd), iov.as_ptr(), 2).build();
-                // SAFETY: the request writes through `iov` into `hdrs` and
-                // `bufs`, which live until this function returns and which
-                // nothing else touches; every request completes
-                // (`submit_and_wait` below) before the buffers are reused.
-                // The ring has at least `batch` entries and is drained each
-                // round.
-                unsafe { ring.submission().push(&sqe) }
-                    .map_err(|_| std::io::Error::other("submission queue full"))?;
-            }
-            ring.submit_and_wait(n as usize)?;
-            for cqe in ring.completion() {
-                if cqe.result() == want {
-                    got += 1;
-                } else {
-                    missing += 1;
-                }
-            }
+            // SAFETY: each of `iovs` describes one of `hdrs` and one of
+            // `bufs`, live and touched by nothing else during the call.
+            let (ok, bad) =
+                unsafe { run_batch(ring, fd, Op::Read, iovs.iter().take(n as usize), want)? };
+            got += ok;
+            missing += bad;
             left -= n;
         }
         ns += t.elapsed().as_nanos();
