@@ -27,9 +27,9 @@ use crate::queue::{
     DescriptorChain, Head, LayoutError, Popped, QueueError, QueueFeatures, QueueLayout, SplitQueue,
     Virtqueue,
 };
+use crate::wire::net_hdr::hdr_from_words;
 use crate::wire::net_hdr::{complete_checksum, header_len};
-use crate::wire::{NetHdrRepr, VirtioNetHdr};
-use zerocopy::{FromBytes, IntoBytes};
+use crate::wire::NetHdrRepr;
 
 /// Index of the receive queue.
 pub const RX_QUEUE: u16 = 0;
@@ -624,15 +624,35 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             self.stats.tx_malformed_frames = self.stats.tx_malformed_frames.saturating_add(1);
             return;
         };
-        let hdr = VirtioNetHdr::read_from_bytes(&raw).unwrap_or_default();
-        let mut repr = match NetHdrRepr::parse_tx(&hdr, frame_len, self.negotiated) {
-            Ok(r) => r,
+        // The usual header (no offload) is a constant: nothing is built on
+        // the stack for it (a repr built field by field and then copied
+        // whole stalls the load that copies it: store forwarding fails).
+        if NetHdrRepr::is_plain_tx(&raw) {
+            self.tx_frame(mem, chain, slot, frame_len, &NetHdrRepr::PLAIN);
+            return;
+        }
+        match NetHdrRepr::parse_tx_bytes(&raw, frame_len, self.negotiated) {
+            Ok(repr) => self.tx_frame(mem, chain, slot, frame_len, &repr),
             Err(_e) => {
                 vn_debug!("tx header refused: {:?}", _e);
                 self.stats.tx_bad_header = self.stats.tx_bad_header.saturating_add(1);
-                return;
             }
-        };
+        }
+    }
+
+    /// The rest of [`Datapath::tx_one`] once the header is parsed: the
+    /// frame into the backend's storage or a pool slot, checksum,
+    /// interceptor, backend.
+    #[inline(always)]
+    fn tx_frame<M: GuestMemory + ?Sized>(
+        &mut self,
+        mem: &M,
+        chain: &DescriptorChain,
+        slot: &mut Option<Frame<'p, SLOT, COUNT>>,
+        frame_len: usize,
+        repr: &NetHdrRepr,
+    ) {
+        let hdr_len = self.hdr_len;
         let sw_csum = repr.csum.is_some() && repr.gso.is_none() && !self.backend.caps().tx_csum;
         // Zero-copy: straight into the backend's storage when it lends it;
         // else into the pool slot kept for TX.
@@ -665,12 +685,18 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             self.stats.tx_malformed_frames = self.stats.tx_malformed_frames.saturating_add(1);
             return;
         }
+        let completed;
+        let mut repr = repr;
         if let Some(c) = repr.csum.filter(|_| sw_csum) {
             if complete_checksum(dst, c).is_err() {
                 self.stats.tx_bad_header = self.stats.tx_bad_header.saturating_add(1);
                 return;
             }
-            repr.csum = None;
+            completed = NetHdrRepr {
+                csum: None,
+                ..*repr
+            };
+            repr = &completed;
             self.stats.tx_sw_checksums = self.stats.tx_sw_checksums.saturating_add(1);
         }
         if self.interceptor.on_transmit(dst) == Verdict::Consumed {
@@ -678,13 +704,13 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             return;
         }
         let r = if lent {
-            self.backend.tx_commit(&repr, frame_len)
+            self.backend.tx_commit(repr, frame_len)
         } else {
             match slot
                 .as_mut()
                 .and_then(|f| f.set_len(frame_len).then_some(f))
             {
-                Some(frame) => self.backend.transmit(&repr, frame.as_slice()),
+                Some(frame) => self.backend.transmit(repr, frame.as_slice()),
                 None => {
                     self.stats.tx_malformed_frames =
                         self.stats.tx_malformed_frames.saturating_add(1);
@@ -975,10 +1001,8 @@ impl RxCtx<'_> {
     }
 
     #[inline(always)]
-    fn header_bytes(&self, hdr: &NetHdrRepr, num_buffers: u16) -> ([u8; 12], usize) {
-        let mut out = [0u8; 12];
-        out.copy_from_slice(hdr.emit_rx(num_buffers).as_bytes());
-        (out, self.hdr_len)
+    fn header_words(&self, hdr: &NetHdrRepr, num_buffers: u16) -> ((u64, u32), usize) {
+        (hdr.emit_rx_words(num_buffers), self.hdr_len)
     }
 
     /// A chain the RX path cannot use: read-only parts, or no room for the
@@ -1010,8 +1034,8 @@ impl RxCtx<'_> {
             }
             return Ok(Delivery::Dropped);
         }
-        let (h, hl) = self.header_bytes(hdr, 1);
-        let wrote_hdr = write_header(chain, mem, &h, hl);
+        let (h, hl) = self.header_words(hdr, 1);
+        let wrote_hdr = write_header(chain, mem, h, hl);
         let wrote = chain.write_at(mem, hl, frame);
         if !wrote_hdr || !matches!(wrote, Ok(n) if n == frame.len()) {
             // The buffers were validated; memory vanished under us.
@@ -1081,8 +1105,8 @@ impl RxCtx<'_> {
                 self.rx_bad_chain(q, mem, head)?;
                 return Ok(Delivery::Dropped);
             }
-            let (h, _) = self.header_bytes(hdr, 1);
-            if !write_header(first, mem, &h, hl) {
+            let (h, _) = self.header_words(hdr, 1);
+            if !write_header(first, mem, h, hl) {
                 q.add_used(mem, head, 0)?;
                 return Ok(Delivery::Dropped);
             }
@@ -1153,8 +1177,8 @@ impl RxCtx<'_> {
             }
         }
         let count = u16::try_from(heads.len()).unwrap_or(u16::MAX);
-        let (h, _) = self.header_bytes(hdr, count);
-        if !write_header(first, mem, &h, hl) {
+        let (h, _) = self.header_words(hdr, count);
+        if !write_header(first, mem, h, hl) {
             return self.abort_merged(q, mem, heads, None);
         }
         // In buffer order, without moving the 2 KiB vector into an iterator.
@@ -1185,18 +1209,22 @@ impl RxCtx<'_> {
     }
 }
 
-/// Write the first `hl` bytes of `h` at the start of the chain's writable
-/// part; whether all of them were written. The usual 12-byte header is a
-/// constant-length write (plain stores, no `memcpy` call).
-#[inline]
+/// Write the first `hl` bytes of the header `h` (as
+/// [`NetHdrRepr::emit_rx_words`] gives it) at the start of the chain's
+/// writable part; whether all of them were written. The usual 12-byte
+/// header is a constant-length write (plain stores, no `memcpy` call). Out
+/// of line, so the header arrives as two whole words whatever the caller
+/// built it from (specs/10-performance.md, sixth round).
+#[inline(never)]
 fn write_header<M: GuestMemory + ?Sized>(
     chain: &DescriptorChain,
     mem: &M,
-    h: &[u8; 12],
+    h: (u64, u32),
     hl: usize,
 ) -> bool {
+    let h = hdr_from_words(h);
     if hl == 12 {
-        return chain.write_array(mem, 0, h);
+        return chain.write_array(mem, 0, &h);
     }
     let r = chain.write_at(mem, 0, h.get(..hl).unwrap_or(&[]));
     matches!(r, Ok(n) if n == hl)

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::vec;
 use std::vec::Vec;
 use zerocopy::byteorder::little_endian::U16;
+use zerocopy::IntoBytes;
 
 const MEM: usize = 0x40000;
 const RXQ: u64 = 0x1000;
