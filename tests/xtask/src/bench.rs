@@ -9,10 +9,13 @@
 //! device footprint come from the benchmark's `VNBENCH` lines. The benchmark
 //! runs `VIRTNET_BENCH_RUNS` times (default 2, in separate processes) and each
 //! figure is the lowest of the runs: on a shared machine, noise only adds.
+//! The runs are pinned to one CPU (`taskset`; the last one, or
+//! `VIRTNET_BENCH_CPU`) after the build.
 
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
@@ -72,20 +75,47 @@ impl Extras {
     }
 }
 
+/// The benchmark's cargo arguments.
+const BENCH_ARGS: &[&str] = &[
+    "bench",
+    "-p",
+    "virtnet",
+    "--features",
+    "test-utils",
+    "--bench",
+    "datapath",
+];
+
+/// The CPU the measurement runs on: `VIRTNET_BENCH_CPU`, else the
+/// highest-numbered one (CPU 0 takes more of the system's interrupts and
+/// housekeeping; on this project's VM it is also the one whose timings
+/// jump by 2x). `None` on one CPU or without `taskset`.
+fn bench_cpu() -> Option<usize> {
+    if let Some(c) = std::env::var("VIRTNET_BENCH_CPU")
+        .ok()
+        .and_then(|c| c.parse().ok())
+    {
+        return Some(c);
+    }
+    let n = std::thread::available_parallelism().ok()?.get();
+    (n > 1 && crate::util::which("taskset").is_some()).then(|| n - 1)
+}
+
 /// `cargo xtask bench core`.
 pub fn core(ctx: &Ctx) -> Result<()> {
-    let mut cmd = ctx.cargo();
-    cmd.args([
-        "bench",
-        "-p",
-        "virtnet",
-        "--features",
-        "test-utils",
-        "--bench",
-        "datapath",
-        "--",
-    ])
-    .args(CRITERION_ARGS);
+    // Build with every CPU, then measure on one.
+    crate::util::run_ok(ctx.cargo().args(BENCH_ARGS).arg("--no-run"))?;
+    let cpu = bench_cpu();
+    let mut cmd = match cpu {
+        Some(c) => {
+            let mut t = Command::new("taskset");
+            t.current_dir(&ctx.root)
+                .args(["-c", &c.to_string(), "cargo"]);
+            t
+        }
+        None => ctx.cargo(),
+    };
+    cmd.args(BENCH_ARGS).arg("--").args(CRITERION_ARGS);
     let runs = std::env::var("VIRTNET_BENCH_RUNS")
         .ok()
         .and_then(|r| r.parse::<u32>().ok())
@@ -111,7 +141,10 @@ pub fn core(ctx: &Ctx) -> Result<()> {
     }
     println!();
     println!("{}", machine());
-    println!("command: cargo xtask bench core (lowest of {runs} runs)");
+    match cpu {
+        Some(c) => println!("command: cargo xtask bench core (lowest of {runs} runs, on CPU {c})"),
+        None => println!("command: cargo xtask bench core (lowest of {runs} runs)"),
+    }
     println!();
     print!("{}", table(&figures, &extras)?);
     println!();
