@@ -578,7 +578,7 @@ mod tests {
 
     /// The byte-level parse (the device's TX path) agrees with
     /// `parse_tx` on every header: plain, offloads, refused ones, and
-    /// every value of the first two bytes.
+    /// every flags byte with the GSO types that matter.
     #[test]
     fn parse_tx_bytes_agrees_with_parse_tx() {
         let mut headers = std::vec![
