@@ -6,10 +6,11 @@
 //! it there and prints its table. It passes no judgement
 //! (specs/10-performance.md, "TAP reads and writes").
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 use crate::ctx::Ctx;
 use crate::netns::Netns;
+use crate::rig::build_hosted;
 use crate::util::run_ok;
 
 /// The namespace and the interface the measurement writes to.
@@ -18,18 +19,7 @@ const TAP: &str = "vntap0";
 
 /// `cargo xtask bench tap`.
 pub fn bench(ctx: &Ctx) -> Result<()> {
-    run_ok(ctx.cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "virtnet-hosted",
-        "--example",
-        "tap_batch",
-    ]))?;
-    let example = ctx.target_dir().join("release/examples/tap_batch");
-    if !example.is_file() {
-        bail!("{} was not built", example.display());
-    }
+    let example = build_hosted(ctx, "--example", "tap_batch")?;
     let ns = Netns::create(NETNS)?;
     ns.add_tap(TAP)?;
     // No IPv6 on the interface: its neighbour discovery would send frames

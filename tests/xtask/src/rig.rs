@@ -427,16 +427,27 @@ fn collect(pipe: std::io::PipeReader, out: &Shared, echo: Option<String>) {
 
 /// Builds `virtnet-vhost-user` (release) and returns its path.
 pub fn build_backend(ctx: &Ctx) -> Result<PathBuf> {
+    build_hosted(ctx, "--bin", "virtnet-vhost-user")
+}
+
+/// Builds target `name` of package `virtnet-hosted` in release, where
+/// `kind` is `--bin` or `--example`, and returns its path.
+pub fn build_hosted(ctx: &Ctx, kind: &str, name: &str) -> Result<PathBuf> {
     run_ok(ctx.cargo().args([
         "build",
         "--release",
         "-q",
         "-p",
         "virtnet-hosted",
-        "--bin",
-        "virtnet-vhost-user",
+        kind,
+        name,
     ]))?;
-    let bin = ctx.target_dir().join("release/virtnet-vhost-user");
+    let dir = if kind == "--example" {
+        "release/examples"
+    } else {
+        "release"
+    };
+    let bin = ctx.target_dir().join(dir).join(name);
     ensure!(bin.is_file(), "{} was not built", bin.display());
     Ok(bin)
 }
