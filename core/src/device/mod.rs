@@ -631,7 +631,8 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             self.tx_frame(mem, chain, slot, frame_len, &NetHdrRepr::PLAIN);
             return;
         }
-        match NetHdrRepr::parse_tx_bytes(&raw, frame_len, self.negotiated) {
+        // `parse_tx_bytes` without its plain test, made just above.
+        match NetHdrRepr::parse_tx_offload_bytes(&raw, frame_len, self.negotiated) {
             Ok(repr) => self.tx_frame(mem, chain, slot, frame_len, &repr),
             Err(_e) => {
                 vn_debug!("tx header refused: {:?}", _e);

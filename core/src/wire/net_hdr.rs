@@ -312,10 +312,11 @@ impl NetHdrRepr {
         Self::parse_tx_offload_bytes(raw, frame_len, negotiated)
     }
 
-    /// [`NetHdrRepr::parse_tx_bytes`] for a header asking for an offload;
-    /// out of line, so the usual path never lays the bytes out as fields.
+    /// [`NetHdrRepr::parse_tx_bytes`] for a header asking for an offload
+    /// (`!is_plain_tx(raw)`); out of line, so the usual path never lays the
+    /// bytes out as fields.
     #[inline(never)]
-    fn parse_tx_offload_bytes(
+    pub(crate) fn parse_tx_offload_bytes(
         raw: &[u8; 12],
         frame_len: usize,
         negotiated: Features,
