@@ -184,6 +184,23 @@ pub trait GuestMemory {
         self.read(addr, dst)
     }
 
+    /// A hint for a chain the device will take soon: read (as
+    /// [`GuestMemory::read_hint`]: never trusted or kept) the head in the
+    /// avail-ring entry at `entry` and, when it is below `size`, the buffer
+    /// address in that descriptor of the table at `desc_table` (VIRTIO 1.2
+    /// §2.7.5, §2.7.6); then hint the first two lines of that buffer, for
+    /// writing when `write`. No effect on what any access returns; never
+    /// fails. The default does exactly that through `read_hint`,
+    /// [`GuestMemory::prefetch`] and [`GuestMemory::prefetch_for_write`];
+    /// [`RegionMemory`] does it with one bounds test per step (the hint
+    /// runs before every chain, specs/10-performance.md, seventh round). A
+    /// wrapper that forwards `read_hint` to an inner memory should forward
+    /// this too, or leave the default.
+    #[inline]
+    fn hint_chain(&self, entry: GuestAddress, desc_table: GuestAddress, size: u16, write: bool) {
+        hint_chain_by_reads(self, entry, desc_table, size, write);
+    }
+
     /// Instrumentation: a queue took the chain with head `head` at avail
     /// position `pos` (free-running, as the avail idx counts), which it read
     /// from the avail-ring entry at `entry`. It touches no memory and cannot
@@ -235,6 +252,56 @@ impl<M: GuestMemory + ?Sized> GuestMemory for &M {
     fn note_pop(&self, entry: GuestAddress, pos: u16, head: u16) {
         (**self).note_pop(entry, pos, head)
     }
+    #[inline]
+    fn hint_chain(&self, entry: GuestAddress, desc_table: GuestAddress, size: u16, write: bool) {
+        (**self).hint_chain(entry, desc_table, size, write)
+    }
+}
+
+/// [`GuestMemory::hint_chain`]'s default: the head and the buffer address
+/// through [`GuestMemory::read_hint`], the lines through
+/// [`GuestMemory::prefetch`] / [`GuestMemory::prefetch_for_write`].
+#[inline]
+pub(crate) fn hint_chain_by_reads<M: GuestMemory + ?Sized>(
+    mem: &M,
+    entry: GuestAddress,
+    desc_table: GuestAddress,
+    size: u16,
+    write: bool,
+) {
+    let Some(a) = hinted_buffer(mem, entry, desc_table, size) else {
+        return;
+    };
+    for line in [a.0, a.0.wrapping_add(64)] {
+        if write {
+            mem.prefetch_for_write(GuestAddress(line));
+        } else {
+            mem.prefetch(GuestAddress(line));
+        }
+    }
+}
+
+/// The buffer address in the head descriptor of the chain named by the
+/// avail entry at `entry`, read through [`GuestMemory::read_hint`] (a hint:
+/// unvalidated beyond `head < size`).
+#[inline]
+pub(crate) fn hinted_buffer<M: GuestMemory + ?Sized>(
+    mem: &M,
+    entry: GuestAddress,
+    desc_table: GuestAddress,
+    size: u16,
+) -> Option<GuestAddress> {
+    let mut h = [0u8; 2];
+    mem.read_hint(entry, &mut h).ok()?;
+    let h = u16::from_le_bytes(h);
+    if h >= size {
+        return None;
+    }
+    let mut d = [0u8; 8];
+    let desc = GuestAddress(desc_table.0.wrapping_add(u64::from(h) << 4));
+    mem.read_hint(desc, &mut d).ok()?;
+    // The descriptor's first field: the buffer address.
+    Some(GuestAddress(u64::from_le_bytes(d)))
 }
 
 /// `[addr, addr + len)` as a checked end address (exclusive).

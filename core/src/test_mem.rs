@@ -69,6 +69,9 @@ impl GuestMemory for TestMemory {
     fn prefetch_for_write(&self, a: GuestAddress) {
         self.mem.prefetch_for_write(a)
     }
+    fn hint_chain(&self, entry: GuestAddress, table: GuestAddress, size: u16, write: bool) {
+        self.mem.hint_chain(entry, table, size, write)
+    }
 }
 
 /// Wraps a memory, counts reads per address, logs writes in order

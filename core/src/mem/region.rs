@@ -346,6 +346,92 @@ impl<const N: usize> GuestMemory for RegionMemory<N> {
             prefetch_line(p, true);
         }
     }
+
+    /// The usual case (entry, descriptor and buffer in the first region)
+    /// with one bounds test per step and no region search; anything else
+    /// takes the default path, out of line.
+    #[inline]
+    fn hint_chain(&self, entry: GuestAddress, desc_table: GuestAddress, size: u16, write: bool) {
+        match self
+            .regions
+            .first()
+            .map(|r| r.chain_hint(entry, desc_table, size))
+        {
+            Some(ChainHint::Buffer(p)) => {
+                prefetch_line(p, write);
+                prefetch_line(p.wrapping_add(64), write);
+            }
+            Some(ChainHint::Nothing) => {}
+            Some(ChainHint::Elsewhere) | None => {
+                self.hint_chain_slow(entry, desc_table, size, write)
+            }
+        }
+    }
+}
+
+/// What [`Region::chain_hint`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum ChainHint {
+    /// The host address of the hinted buffer's first byte (its next line
+    /// may lie past the region: a prefetch of it is still harmless).
+    Buffer(*const u8),
+    /// No buffer to hint: the head is out of range.
+    Nothing,
+    /// Something lies outside this region: the general path decides.
+    Elsewhere,
+}
+
+impl Region {
+    /// `L` bytes at `addr` when they lie inside this region.
+    #[inline(always)]
+    fn load<const L: usize>(&self, addr: u64) -> Option<[u8; L]> {
+        let end = addr.checked_add(L as u64)?;
+        if addr < self.gpa || end > self.end {
+            return None;
+        }
+        let mut out = [0u8; L];
+        // SAFETY: `[addr, addr + L)` lies inside this region (checked
+        // above), valid for reads per `Region::new`; `out` is a local array
+        // of `L` bytes, which cannot overlap guest memory.
+        unsafe { core::ptr::copy_nonoverlapping(self.host_ptr(addr), out.as_mut_ptr(), L) };
+        Some(out)
+    }
+
+    /// [`GuestMemory::hint_chain`] inside this region alone.
+    #[inline(always)]
+    fn chain_hint(&self, entry: GuestAddress, desc_table: GuestAddress, size: u16) -> ChainHint {
+        let Some(h) = self.load::<2>(entry.0) else {
+            return ChainHint::Elsewhere;
+        };
+        let h = u16::from_le_bytes(h);
+        if h >= size {
+            return ChainHint::Nothing;
+        }
+        let desc = desc_table.0.wrapping_add(u64::from(h) << 4);
+        let Some(a) = self.load::<8>(desc) else {
+            return ChainHint::Elsewhere;
+        };
+        let a = u64::from_le_bytes(a);
+        if self.contains(a) {
+            ChainHint::Buffer(self.host_ptr(a))
+        } else {
+            ChainHint::Elsewhere
+        }
+    }
+}
+
+impl<const N: usize> RegionMemory<N> {
+    /// [`GuestMemory::hint_chain`] across regions: the default path.
+    #[inline(never)]
+    fn hint_chain_slow(
+        &self,
+        entry: GuestAddress,
+        desc_table: GuestAddress,
+        size: u16,
+        write: bool,
+    ) {
+        crate::mem::hint_chain_by_reads(self, entry, desc_table, size, write);
+    }
 }
 
 /// Ask the CPU to start loading the cache line at `p`, for writing when
@@ -465,6 +551,71 @@ mod tests {
         }
         assert_eq!(&bytes(&a)[56..], &[0, 1, 2, 3, 4, 5, 6, 7]);
         assert_eq!(&bytes(&b)[..8], &[8, 9, 10, 11, 12, 13, 14, 15]);
+    }
+
+    /// I-MEM-6: the one-region chain hint finds the buffer the default
+    /// path reads (avail entry, then the head descriptor's address), and
+    /// for garbage (a head out of range, an entry, descriptor or buffer
+    /// outside the region) hints nothing or leaves it to the default path,
+    /// without reading outside the region.
+    #[test]
+    fn chain_hint_finds_the_buffer_the_default_path_reads() {
+        // Region 0x1000..0x1200: an avail entry at 0x1008, a descriptor
+        // table of 4 at 0x1100.
+        let mut a = vec![0u64; 64];
+        let mut b = vec![0u64; 8];
+        let m = mem2(&mut a, &mut b, 0x1000);
+        let r = &m.regions()[0];
+        let entry = GuestAddress(0x1008);
+        let table = GuestAddress(0x1100);
+        let set = |head: u16, buf: u64| {
+            m.write(entry, &head.to_le_bytes()).unwrap();
+            m.write(
+                GuestAddress(0x1100 + u64::from(head) * 16),
+                &buf.to_le_bytes(),
+            )
+            .unwrap();
+        };
+        for (head, buf) in [(0u16, 0x1040u64), (3, 0x11ff), (2, 0x1000)] {
+            set(head, buf);
+            let want = crate::mem::hinted_buffer(&m, entry, table, 4).unwrap();
+            assert_eq!(want, GuestAddress(buf));
+            assert_eq!(
+                r.chain_hint(entry, table, 4),
+                ChainHint::Buffer(r.host_ptr(buf))
+            );
+            m.hint_chain(entry, table, 4, true);
+        }
+        // Head out of range: nothing, by either path.
+        set(3, 0x1040);
+        assert_eq!(r.chain_hint(entry, table, 3), ChainHint::Nothing);
+        assert_eq!(crate::mem::hinted_buffer(&m, entry, table, 3), None);
+        // A buffer in the other region, or in no region at all.
+        for buf in [0x2200u64, 0x1200, u64::MAX] {
+            set(1, buf);
+            assert_eq!(r.chain_hint(entry, table, 4), ChainHint::Elsewhere);
+            m.hint_chain(entry, table, 4, false);
+        }
+        // A descriptor past the region's end (head 3 of a table at its
+        // last 16 bytes but 8), an entry straddling the end, an entry in
+        // the other region.
+        set(0, 0x1040);
+        assert_eq!(
+            r.chain_hint(entry, GuestAddress(0x11f8), 4),
+            ChainHint::Elsewhere
+        );
+        assert_eq!(
+            r.chain_hint(GuestAddress(0x11ff), table, 4),
+            ChainHint::Elsewhere
+        );
+        assert_eq!(
+            r.chain_hint(GuestAddress(0x2200), table, 4),
+            ChainHint::Elsewhere
+        );
+        for e in [0x11ffu64, 0x2200, u64::MAX, u64::MAX - 1] {
+            m.hint_chain(GuestAddress(e), table, 4, true);
+            m.hint_chain(GuestAddress(e), GuestAddress(u64::MAX - 8), u16::MAX, false);
+        }
     }
 
     /// I-MEM-3: wrapping ranges are refused.

@@ -262,6 +262,10 @@ impl GuestMemory for GuestMemoryMap {
     fn prefetch_for_write(&self, addr: GuestAddress) {
         self.mem.prefetch_for_write(addr)
     }
+    #[inline]
+    fn hint_chain(&self, entry: GuestAddress, desc_table: GuestAddress, size: u16, write: bool) {
+        self.mem.hint_chain(entry, desc_table, size, write)
+    }
 }
 
 #[cfg(test)]
