@@ -48,7 +48,18 @@ impl GuestAddress {
     pub const fn raw(self) -> u64 {
         self.0
     }
+
+    /// The address of descriptor `index` in the descriptor table at
+    /// `self` (VIRTIO 1.2 §2.7.5: 16 bytes each). Wrapping: callers keep
+    /// `index` below a table size the layout checked, or only hint.
+    #[inline]
+    pub(crate) fn descriptor(self, index: u16) -> GuestAddress {
+        GuestAddress(self.0.wrapping_add(u64::from(index) << 4))
+    }
 }
+
+// `GuestAddress::descriptor` shifts by 4: a descriptor is 16 bytes.
+const _: () = assert!(crate::wire::Descriptor::SIZE == 16);
 
 /// Why a guest-memory access was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,8 +309,7 @@ pub(crate) fn hinted_buffer<M: GuestMemory + ?Sized>(
         return None;
     }
     let mut d = [0u8; 8];
-    let desc = GuestAddress(desc_table.0.wrapping_add(u64::from(h) << 4));
-    mem.read_hint(desc, &mut d).ok()?;
+    mem.read_hint(desc_table.descriptor(h), &mut d).ok()?;
     // The descriptor's first field: the buffer address.
     Some(GuestAddress(u64::from_le_bytes(d)))
 }

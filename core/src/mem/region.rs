@@ -137,6 +137,12 @@ impl Region {
         addr >= self.gpa && addr < self.end()
     }
 
+    /// Whether `[addr, end)` lies inside this region.
+    #[inline(always)]
+    fn holds(&self, addr: u64, end: u64) -> bool {
+        addr >= self.gpa && end <= self.end
+    }
+
     /// Host pointer for `addr` inside this region (checked by the caller).
     #[inline]
     fn host_ptr(&self, addr: u64) -> *mut u8 {
@@ -204,7 +210,7 @@ impl<const N: usize> RegionMemory<N> {
     #[inline]
     fn in_one_region(&self, addr: u64, len: usize) -> Option<*mut u8> {
         let end = addr.checked_add(len as u64)?;
-        let inside = |r: &&Region| addr >= r.gpa && end <= r.end;
+        let inside = |r: &&Region| r.holds(addr, end);
         // Most memories have one region (or the access hits the first):
         // test it before looping.
         let r = match self.regions.first() {
@@ -385,8 +391,7 @@ impl Region {
     /// `L` bytes at `addr` when they lie inside this region.
     #[inline(always)]
     fn load<const L: usize>(&self, addr: u64) -> Option<[u8; L]> {
-        let end = addr.checked_add(L as u64)?;
-        if addr < self.gpa || end > self.end {
+        if !self.holds(addr, addr.checked_add(L as u64)?) {
             return None;
         }
         let mut out = [0u8; L];
@@ -407,8 +412,7 @@ impl Region {
         if h >= size {
             return ChainHint::Nothing;
         }
-        let desc = desc_table.0.wrapping_add(u64::from(h) << 4);
-        let Some(a) = self.load::<8>(desc) else {
+        let Some(a) = self.load::<8>(desc_table.descriptor(h).0) else {
             return ChainHint::Elsewhere;
         };
         let a = u64::from_le_bytes(a);

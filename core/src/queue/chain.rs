@@ -380,8 +380,7 @@ pub(crate) fn walk<M: GuestMemory + ?Sized, const S: usize>(
     chain.clear();
     // `head < size` and the table lies inside guest memory (validated when
     // the queue was built), so these addresses cannot wrap.
-    let desc_at = |i: u16| GuestAddress(table.0.wrapping_add(u64::from(i) << 4));
-    let mut d: Descriptor = mem.read_obj(desc_at(head)).map_err(Err)?;
+    let mut d: Descriptor = mem.read_obj(table.descriptor(head)).map_err(Err)?;
     chain.walked = 1;
     // One descriptor without NEXT or INDIRECT, the usual chain of a driver
     // that does not split the header (Linux, DPDK): kept directly.
@@ -417,7 +416,7 @@ pub(crate) fn walk<M: GuestMemory + ?Sized, const S: usize>(
             return Err(Ok(ChainError::Loop));
         }
         ttl = ttl.saturating_sub(1);
-        d = mem.read_obj(desc_at(idx)).map_err(Err)?;
+        d = mem.read_obj(table.descriptor(idx)).map_err(Err)?;
         chain.walked = chain.walked.saturating_add(1);
     }
 }

@@ -10,12 +10,8 @@ use crate::wire::ring::{
     avail_ring_bytes, desc_table_bytes, used_ring_bytes, AVAIL_ALIGN, DESC_ALIGN, USED_ALIGN,
     VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY,
 };
-use crate::wire::{Descriptor, UsedElem};
+use crate::wire::UsedElem;
 use core::sync::atomic::{fence, Ordering};
-
-// `GuestMemory::hint_chain` finds a descriptor by shifting its index by 4:
-// a descriptor is 16 bytes.
-const _: () = assert!(Descriptor::SIZE == 16);
 
 // `add_used` writes a used element as one little-endian word: id, then len.
 const _: () = assert!(
