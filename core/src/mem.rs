@@ -18,7 +18,7 @@
 mod region;
 mod slice;
 
-pub use region::{Region, RegionError, RegionMemory};
+pub use region::{ChainHint, Region, RegionError, RegionMemory};
 pub use slice::SliceMemory;
 
 use core::fmt;

@@ -13,7 +13,7 @@ use crate::device::{
     TX_QUEUE,
 };
 use crate::features::Features;
-use crate::mem::{GuestAddress, GuestMemory, MemError};
+use crate::mem::{ChainHint, GuestAddress, GuestMemory, MemError};
 use crate::pool::FramePool;
 use crate::queue::{DescriptorChain, Popped, QueueFeatures, QueueLayout, SplitQueue, Virtqueue};
 use crate::test_mem::TestMemory;

@@ -21,15 +21,23 @@
 //! With no queue watched (before activation, after a reset), every write is
 //! one.
 //!
+//! Prefetch hints ([`GuestMemory::hint_chain`]) go to the inner memory's
+//! own path, unrecorded (a hint's reads are not pops). With a
+//! [`HintProbe`] (the fuzz targets give `RegionMemory::chain_hint`), each
+//! hint's one-region decision is first compared with what plain reads of
+//! the avail entry and the head descriptor give (I-MEM-6); a mismatch is a
+//! violation.
+//!
 //! The file is `#[path]`-included: by `fuzz/src/lib.rs` and by the core's
-//! `src/regressions.rs`. The including module must have `GuestAddress`,
-//! `GuestMemory`, `MemError` and `QueueLayout` (from `virtnet::mem` and
-//! `virtnet::queue`) in scope. It only uses `core` and `std::{vec, string}`.
+//! `src/regressions.rs`. The including module must have `ChainHint`,
+//! `GuestAddress`, `GuestMemory`, `MemError` and `QueueLayout` (from
+//! `virtnet::mem` and `virtnet::queue`) in scope. It only uses `core` and
+//! `std::{vec, string}`.
 
 // `% n != 0`, not `is_multiple_of`: the core's MSRV (1.85) predates it.
 #![allow(clippy::manual_is_multiple_of)]
 
-use super::{GuestAddress, GuestMemory, MemError, QueueLayout};
+use super::{ChainHint, GuestAddress, GuestMemory, MemError, QueueLayout};
 use core::cell::RefCell;
 use std::string::String;
 use std::vec::Vec;
@@ -231,11 +239,17 @@ struct State {
     bytes_written: u64,
 }
 
+/// A memory's own decision for one chain hint (`entry`, `desc_table`,
+/// `size`, as [`GuestMemory::hint_chain`] takes them), for
+/// [`RecordingMemory::with_hint_probe`].
+pub type HintProbe<M> = fn(&M, GuestAddress, GuestAddress, u16) -> ChainHint;
+
 /// Guest memory that checks every device write (see the module docs).
 #[derive(Debug)]
 pub struct RecordingMemory<M> {
     inner: M,
     max_segments: usize,
+    hint_probe: Option<HintProbe<M>>,
     state: RefCell<State>,
 }
 
@@ -246,7 +260,58 @@ impl<M: GuestMemory> RecordingMemory<M> {
         RecordingMemory {
             inner,
             max_segments,
+            hint_probe: None,
             state: RefCell::new(State::default()),
+        }
+    }
+
+    /// Compare every chain hint's decision, as `probe` reports it, with
+    /// plain reads (see the module docs).
+    pub fn with_hint_probe(mut self, probe: HintProbe<M>) -> Self {
+        self.hint_probe = Some(probe);
+        self
+    }
+
+    /// The buffer a chain hint should find, by plain reads: the head in the
+    /// avail entry at `entry`, if below `size`, then the address field of
+    /// that descriptor (VIRTIO 1.2 §2.7.5, §2.7.6), if readable.
+    fn hinted_by_reads(&self, entry: GuestAddress, table: GuestAddress, size: u16) -> Option<u64> {
+        let mut h = [0u8; 2];
+        self.inner.read(entry, &mut h).ok()?;
+        let h = u16::from_le_bytes(h);
+        if h >= size {
+            return None;
+        }
+        let at = table.0.wrapping_add(u64::from(h) * 16);
+        let mut a = [0u8; 8];
+        self.inner.read(GuestAddress(at), &mut a).ok()?;
+        Some(u64::from_le_bytes(a))
+    }
+
+    /// Check one hint's decision against [`Self::hinted_by_reads`]: a
+    /// buffer must be the one the reads give, inside memory; "nothing" only
+    /// when the reads give none. "Elsewhere" hands the hint to the default
+    /// path, which is the reads themselves.
+    fn check_hint(&self, entry: GuestAddress, table: GuestAddress, size: u16) {
+        let Some(probe) = self.hint_probe else {
+            return;
+        };
+        let decided = probe(&self.inner, entry, table, size);
+        let reads = self.hinted_by_reads(entry, table, size);
+        let ok = match decided {
+            ChainHint::Buffer(a) => reads == Some(a.0) && self.inner.check_range(a, 1).is_ok(),
+            ChainHint::Nothing => reads.is_none(),
+            ChainHint::Elsewhere => true,
+        };
+        if !ok {
+            let mut st = self.state.borrow_mut();
+            Self::violation(
+                &mut st,
+                std::format!(
+                    "chain hint at entry {:#x} (table {:#x}, size {size}) decided {decided:?}; plain reads give {reads:x?}",
+                    entry.0, table.0
+                ),
+            );
         }
     }
 
@@ -549,6 +614,13 @@ impl<M: GuestMemory> GuestMemory for RecordingMemory<M> {
 
     fn note_pop(&self, entry: GuestAddress, pos: u16, head: u16) {
         self.saw_pop(entry.0, pos, head);
+    }
+
+    /// The inner memory's own hint (unrecorded, as `read_hint`), after the
+    /// probe's decision is checked.
+    fn hint_chain(&self, entry: GuestAddress, desc_table: GuestAddress, size: u16, write: bool) {
+        self.check_hint(entry, desc_table, size);
+        self.inner.hint_chain(entry, desc_table, size, write);
     }
 
     fn load_u16_acquire(&self, addr: GuestAddress) -> Result<u16, MemError> {

@@ -5,7 +5,7 @@
 //!
 //! See `specs/09-fuzzing.md` for the targets, their oracles and the runs.
 
-use virtnet::mem::{GuestAddress, GuestMemory, MemError};
+use virtnet::mem::{ChainHint, GuestAddress, GuestMemory, MemError};
 use virtnet::queue::QueueLayout;
 
 pub mod driver;
@@ -36,6 +36,24 @@ pub struct Checks {
     pub rx_frames: u64,
     /// Kicks or polls through the register block that moved frames (`mmio`).
     pub mmio_moves: u64,
+    /// Chain hints whose one-region decision was a buffer, compared with
+    /// plain reads (every target with a device queue).
+    pub hint_buffers: u64,
+}
+
+/// A [`recording::HintProbe`] for the targets' RAM: `RegionMemory`'s
+/// one-region hint decision, counted.
+pub fn region_hint_probe(
+    mem: &&virtnet::mem::RegionMemory<2>,
+    entry: GuestAddress,
+    desc_table: GuestAddress,
+    size: u16,
+) -> ChainHint {
+    let d = mem.chain_hint(entry, desc_table, size);
+    if let ChainHint::Buffer(_) = d {
+        count(|c| c.hint_buffers += 1);
+    }
+    d
 }
 
 thread_local! {

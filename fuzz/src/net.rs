@@ -524,7 +524,8 @@ impl<'r, const S: usize, const C: usize> Rig<'r, S, C> {
         };
         let mut rig = Rig {
             ram,
-            mem: RecordingMemory::new(ram.mem(), virtnet::queue::DEFAULT_MAX_SEGMENTS),
+            mem: RecordingMemory::new(ram.mem(), virtnet::queue::DEFAULT_MAX_SEGMENTS)
+                .with_hint_probe(crate::region_hint_probe),
             dev,
             notes: RecNotifier::default(),
             handed,

@@ -305,7 +305,8 @@ pub fn run(input: &Input) {
         event_idx: input.event_idx,
         indirect: input.indirect,
     };
-    let mem = RecordingMemory::new(ram.mem(), virtnet::queue::DEFAULT_MAX_SEGMENTS);
+    let mem = RecordingMemory::new(ram.mem(), virtnet::queue::DEFAULT_MAX_SEGMENTS)
+        .with_hint_probe(crate::region_hint_probe);
     let Ok(mut q) = SplitQueue::new(layout, features, max, &mem) else {
         // Refused layouts are the whole test (I-QUEUE-1 is unit-tested);
         // nothing may have been written.

@@ -358,33 +358,51 @@ impl<const N: usize> GuestMemory for RegionMemory<N> {
     /// takes the default path, out of line.
     #[inline]
     fn hint_chain(&self, entry: GuestAddress, desc_table: GuestAddress, size: u16, write: bool) {
-        match self
-            .regions
-            .first()
-            .map(|r| r.chain_hint(entry, desc_table, size))
-        {
-            Some(ChainHint::Buffer(p)) => {
+        let Some(r) = self.regions.first() else {
+            return self.hint_chain_slow(entry, desc_table, size, write);
+        };
+        match r.chain_hint(entry, desc_table, size) {
+            ChainHint::Buffer(a) => {
+                let p = r.host_ptr(a.0);
                 prefetch_line(p, write);
                 prefetch_line(p.wrapping_add(64), write);
             }
-            Some(ChainHint::Nothing) => {}
-            Some(ChainHint::Elsewhere) | None => {
-                self.hint_chain_slow(entry, desc_table, size, write)
-            }
+            ChainHint::Nothing => {}
+            ChainHint::Elsewhere => self.hint_chain_slow(entry, desc_table, size, write),
         }
     }
 }
 
-/// What [`Region::chain_hint`] found.
-#[derive(Debug, PartialEq, Eq)]
-enum ChainHint {
-    /// The host address of the hinted buffer's first byte (its next line
-    /// may lie past the region: a prefetch of it is still harmless).
-    Buffer(*const u8),
+/// What the one-region path of [`RegionMemory`]'s
+/// [`GuestMemory::hint_chain`] decides (I-MEM-6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainHint {
+    /// Hint the buffer at this guest address, which lies in the first
+    /// region (its second line may lie past the region: a prefetch of it
+    /// is still harmless).
+    Buffer(GuestAddress),
     /// No buffer to hint: the head is out of range.
     Nothing,
-    /// Something lies outside this region: the general path decides.
+    /// Something lies outside the first region: the default path
+    /// ([`GuestMemory::read_hint`] and [`GuestMemory::prefetch`]) decides.
     Elsewhere,
+}
+
+impl<const N: usize> RegionMemory<N> {
+    /// The decision [`GuestMemory::hint_chain`] takes without the default
+    /// path, for an oracle to compare with the default path's reads (the
+    /// fuzz targets do, under AddressSanitizer). Test utility.
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn chain_hint(
+        &self,
+        entry: GuestAddress,
+        desc_table: GuestAddress,
+        size: u16,
+    ) -> ChainHint {
+        self.regions.first().map_or(ChainHint::Elsewhere, |r| {
+            r.chain_hint(entry, desc_table, size)
+        })
+    }
 }
 
 impl Region {
@@ -417,7 +435,7 @@ impl Region {
         };
         let a = u64::from_le_bytes(a);
         if self.contains(a) {
-            ChainHint::Buffer(self.host_ptr(a))
+            ChainHint::Buffer(GuestAddress(a))
         } else {
             ChainHint::Elsewhere
         }
@@ -586,7 +604,7 @@ mod tests {
             assert_eq!(want, GuestAddress(buf));
             assert_eq!(
                 r.chain_hint(entry, table, 4),
-                ChainHint::Buffer(r.host_ptr(buf))
+                ChainHint::Buffer(GuestAddress(buf))
             );
             m.hint_chain(entry, table, 4, true);
         }
