@@ -328,6 +328,10 @@ pub fn run(input: &Input) {
         let mut api_err: Option<QueueError> = None;
         match op {
             Op::Pop { small } => {
+                // As the device does before each pop: hint the chain two
+                // ahead (its decision checked by the recording memory's
+                // probe, I-FUZZ-7), for writing with the small chain.
+                q.prefetch_ahead(&mem, *small);
                 let next_avail = q.next_avail();
                 let mut big: DescriptorChain = DescriptorChain::new();
                 let mut little: DescriptorChain<4> = DescriptorChain::new();

@@ -166,6 +166,42 @@ fn queue_seeds() -> Vec<(&'static str, Reaches, Seed)> {
         ("seed-basic", Reaches::Chains, Seed::Queue(basic)),
         ("seed-event-idx", Reaches::Chains, Seed::Queue(event)),
     ];
+    // I-FUZZ-7: the prefetch hint two chains ahead (before the second pop,
+    // the first having read avail idx) meets a head equal to the queue
+    // size (the pop that reaches it breaks the queue). The hint
+    // must decide "nothing"; the descriptor one past the table's end (in
+    // zeroed RAM, so naming buffer 0) must not be hinted.
+    let mut hint = q(
+        3,
+        false,
+        false,
+        vec![
+            Q::Chain {
+                bufs: vec![buf(BUF, 64, false)],
+                indirect: None,
+            },
+            Q::Chain {
+                bufs: vec![buf(BUF + 0x100, 64, false)],
+                indirect: None,
+            },
+            Q::Chain {
+                bufs: vec![buf(BUF + 0x200, 64, false)],
+                indirect: None,
+            },
+            Q::PushHead(8),
+            Q::PublishAvail,
+            Q::Pop { small: false },
+            Q::Pop { small: true },
+            Q::Pop { small: false },
+            Q::Pop { small: false },
+        ],
+    );
+    hint.rings = Rings::Raw(off(RING), off(RING + 0x400), off(RING + 0x800));
+    seeds.push((
+        "seed-hint-head-equals-size",
+        Reaches::Chains,
+        Seed::Queue(hint),
+    ));
     // CVE-2016-6490: zero-length descriptors (QEMU looped forever); here a
     // chain of them and a zero-length self-loop.
     seeds.push((

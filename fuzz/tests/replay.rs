@@ -30,7 +30,10 @@ fn every_corpus_file_passes_its_target() {
     );
     // I-MEM-6 under the oracle: the corpus reaches RegionMemory's hint
     // fast path (a broken probe, or one never called, gives 0).
-    assert!(c.hint_buffers > 0, "no chain hint reached the one-region path");
+    assert!(
+        c.hint_buffers > 0,
+        "no chain hint reached the one-region path"
+    );
 }
 
 #[test]
