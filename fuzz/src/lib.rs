@@ -41,21 +41,6 @@ pub struct Checks {
     pub hint_buffers: u64,
 }
 
-/// A [`recording::HintProbe`] for the targets' RAM: `RegionMemory`'s
-/// one-region hint decision, counted.
-pub fn region_hint_probe(
-    mem: &&virtnet::mem::RegionMemory<2>,
-    entry: GuestAddress,
-    desc_table: GuestAddress,
-    size: u16,
-) -> ChainHint {
-    let d = mem.chain_hint(entry, desc_table, size);
-    if let ChainHint::Buffer(_) = d {
-        count(|c| c.hint_buffers += 1);
-    }
-    d
-}
-
 thread_local! {
     static CHECKS: std::cell::Cell<Checks> = std::cell::Cell::new(Checks::default());
 }

@@ -336,8 +336,7 @@ fn run_with<const S: usize, const C: usize>(
     let mut t = MmioTransport::new(dev);
     t.set_budget(usize::from(input.budget % 64) + 1);
     let mut h = Harness {
-        mem: RecordingMemory::new(ram.mem(), virtnet::queue::DEFAULT_MAX_SEGMENTS)
-            .with_hint_probe(crate::region_hint_probe),
+        mem: ram.recording(),
         t,
         line: Line::default(),
         drivers: [None, None],

@@ -524,8 +524,7 @@ impl<'r, const S: usize, const C: usize> Rig<'r, S, C> {
         };
         let mut rig = Rig {
             ram,
-            mem: RecordingMemory::new(ram.mem(), virtnet::queue::DEFAULT_MAX_SEGMENTS)
-                .with_hint_probe(crate::region_hint_probe),
+            mem: ram.recording(),
             dev,
             notes: RecNotifier::default(),
             handed,

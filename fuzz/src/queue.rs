@@ -18,6 +18,8 @@
 //! - `read_at`/`write_at` move exactly `min(len, part - offset)` bytes;
 //! - `needs_notification`, `enable_notifications` and
 //!   `disable_notifications` agree with §2.7.7.2 / §2.7.10 computed here.
+//!
+//! [`RecordingMemory`]: crate::recording::RecordingMemory
 
 use arbitrary::Arbitrary;
 use virtnet::mem::GuestAddress;
@@ -31,7 +33,7 @@ use zerocopy::IntoBytes;
 use crate::driver::Driver;
 use crate::encode::{Bytes, Enc};
 use crate::ram::{Addr, GuestRam, MemSpec};
-use crate::recording::{ref_walk, RecordingMemory};
+use crate::recording::ref_walk;
 use crate::{enc_enum, enc_struct};
 
 /// A queue size.
@@ -305,8 +307,7 @@ pub fn run(input: &Input) {
         event_idx: input.event_idx,
         indirect: input.indirect,
     };
-    let mem = RecordingMemory::new(ram.mem(), virtnet::queue::DEFAULT_MAX_SEGMENTS)
-        .with_hint_probe(crate::region_hint_probe);
+    let mem = ram.recording();
     let Ok(mut q) = SplitQueue::new(layout, features, max, &mem) else {
         // Refused layouts are the whole test (I-QUEUE-1 is unit-tested);
         // nothing may have been written.

@@ -4,8 +4,9 @@
 //! top-of-address-space guest address, with an optional hole.
 
 use arbitrary::Arbitrary;
-use virtnet::mem::{GuestAddress, GuestMemory, Region, RegionMemory};
+use virtnet::mem::{ChainHint, GuestAddress, GuestMemory, Region, RegionMemory};
 
+use crate::recording::RecordingMemory;
 use crate::{enc_enum, enc_struct};
 
 /// Page size used for sizes and placement.
@@ -140,6 +141,14 @@ impl GuestRam {
         &self.mem
     }
 
+    /// The guest memory as the device sees it in every target: behind the
+    /// write oracle, with each chain hint's one-region decision checked
+    /// (I-FUZZ-7).
+    pub fn recording(&self) -> RecordingMemory<&RegionMemory<2>> {
+        RecordingMemory::new(&self.mem, virtnet::queue::DEFAULT_MAX_SEGMENTS)
+            .with_hint_probe(region_hint_probe)
+    }
+
     /// Resolve an input address.
     pub fn addr(&self, a: Addr) -> u64 {
         match a {
@@ -166,6 +175,21 @@ impl GuestRam {
         self.mem.read(GuestAddress(addr), &mut v).ok()?;
         Some(v)
     }
+}
+
+/// The [`crate::recording::HintProbe`] of [`GuestRam::recording`]:
+/// `RegionMemory`'s one-region hint decision, counted when it is a buffer.
+fn region_hint_probe(
+    mem: &&RegionMemory<2>,
+    entry: GuestAddress,
+    desc_table: GuestAddress,
+    size: u16,
+) -> ChainHint {
+    let d = mem.chain_hint(entry, desc_table, size);
+    if let ChainHint::Buffer(_) = d {
+        crate::count(|c| c.hint_buffers += 1);
+    }
+    d
 }
 
 impl Drop for GuestRam {
