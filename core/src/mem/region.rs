@@ -388,23 +388,6 @@ pub enum ChainHint {
     Elsewhere,
 }
 
-impl<const N: usize> RegionMemory<N> {
-    /// The decision [`GuestMemory::hint_chain`] takes without the default
-    /// path, for an oracle to compare with the default path's reads (the
-    /// fuzz targets do, under AddressSanitizer). Test utility.
-    #[cfg(any(test, feature = "test-utils"))]
-    pub fn chain_hint(
-        &self,
-        entry: GuestAddress,
-        desc_table: GuestAddress,
-        size: u16,
-    ) -> ChainHint {
-        self.regions.first().map_or(ChainHint::Elsewhere, |r| {
-            r.chain_hint(entry, desc_table, size)
-        })
-    }
-}
-
 impl Region {
     /// `L` bytes at `addr` when they lie inside this region.
     #[inline(always)]
@@ -443,6 +426,21 @@ impl Region {
 }
 
 impl<const N: usize> RegionMemory<N> {
+    /// The decision [`GuestMemory::hint_chain`] takes without the default
+    /// path, for an oracle to compare with the default path's reads (the
+    /// fuzz targets do, under AddressSanitizer). Test utility.
+    #[cfg(any(test, feature = "test-utils"))]
+    pub fn chain_hint(
+        &self,
+        entry: GuestAddress,
+        desc_table: GuestAddress,
+        size: u16,
+    ) -> ChainHint {
+        self.regions.first().map_or(ChainHint::Elsewhere, |r| {
+            r.chain_hint(entry, desc_table, size)
+        })
+    }
+
     /// [`GuestMemory::hint_chain`] across regions: the default path.
     #[inline(never)]
     fn hint_chain_slow(
