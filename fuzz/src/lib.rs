@@ -19,8 +19,10 @@ pub mod rx;
 pub mod seeds;
 pub mod tx;
 
-/// The recording memory wrapper and the reference chain walk, shared with
-/// the core's unit tests (`core/src/regressions.rs` includes the same file).
+// The recording memory wrapper and the reference chain walk, shared with
+// the core's unit tests (`core/src/regressions.rs` includes the same file).
+// Its docs are the file's own inner docs: an outer doc comment here would
+// make rustdoc resolve their links from this module instead.
 #[path = "../common/recording.rs"]
 pub mod recording;
 
