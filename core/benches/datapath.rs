@@ -308,29 +308,89 @@ impl Driver {
 
 // ------------------------------------------------------------------ virtnet
 
+/// A host buffer that can be moved to a chosen offset in its page, keeping
+/// its bytes (the layout sweep places every implementation's host buffers
+/// alike: 4K aliasing between a copy's loads and earlier stores depends on
+/// where they land). Until placed it is a plain vector of `len` bytes.
+struct Placed {
+    mem: Vec<u8>,
+    at: usize,
+    len: usize,
+}
+
+impl Placed {
+    fn new(bytes: Vec<u8>) -> Placed {
+        let len = bytes.len();
+        Placed {
+            mem: bytes,
+            at: 0,
+            len,
+        }
+    }
+
+    /// Move the buffer so that it starts `page_off` bytes into a page.
+    fn place(&mut self, page_off: usize) {
+        if self.mem.len() < self.len + 4096 {
+            let mut bigger = vec![0u8; self.len + 4096];
+            bigger[..self.len].copy_from_slice(self.get());
+            self.mem = bigger;
+            self.at = 0;
+        }
+        let base = self.mem.as_ptr() as usize % 4096;
+        let at = (page_off % 4096 + 4096 - base) % 4096;
+        self.mem.copy_within(self.at..self.at + self.len, at);
+        self.at = at;
+    }
+
+    fn get(&self) -> &[u8] {
+        &self.mem[self.at..self.at + self.len]
+    }
+
+    fn get_mut(&mut self) -> &mut [u8] {
+        &mut self.mem[self.at..self.at + self.len]
+    }
+}
+
+/// Offset in its page of a host address.
+fn page_off(p: *const u8) -> usize {
+    p as usize % 4096
+}
+
 /// A backend that copies frames out (TX) and in (RX) of host memory.
 struct CopyBackend {
-    sink: Vec<u8>,
-    source: Vec<u8>,
+    sink: Placed,
+    source: Placed,
     rx_left: usize,
     packets: u64,
+    /// Host address of the last frame handed over (TX) or received into
+    /// (RX): where the implementation stages frames.
+    staged: usize,
 }
 
 impl CopyBackend {
     fn new(size: usize) -> CopyBackend {
         CopyBackend {
-            sink: vec![0; 2048],
-            source: frame(size),
+            sink: Placed::new(vec![0; 2048]),
+            source: Placed::new(frame(size)),
             rx_left: 0,
             packets: 0,
+            staged: 0,
         }
+    }
+
+    /// Place the sink and the source `page_off` bytes into a page.
+    fn place(&mut self, page_off: usize) {
+        self.sink.place(page_off);
+        self.source.place(page_off);
     }
 }
 
 impl Backend for CopyBackend {
     fn transmit(&mut self, _hdr: &NetHdrRepr, frame: &[u8]) -> Result<(), BackendError> {
+        self.staged = frame.as_ptr() as usize;
         let dst = self
             .sink
+            .get_mut()
             .get_mut(..frame.len())
             .ok_or(BackendError::Refused)?;
         dst.copy_from_slice(frame);
@@ -344,10 +404,12 @@ impl Backend for CopyBackend {
             return Ok(None);
         }
         self.rx_left -= 1;
-        let n = self.source.len();
+        self.staged = buf.as_ptr() as usize;
+        let source = self.source.get();
+        let n = source.len();
         buf.get_mut(..n)
             .ok_or(BackendError::Refused)?
-            .copy_from_slice(&self.source);
+            .copy_from_slice(source);
         self.packets += 1;
         Ok(Some(RxFrame {
             len: n,
@@ -381,6 +443,13 @@ trait Device {
     fn notifications(&self) -> u64;
     /// Prepare a round (untimed): the backend's RX frames.
     fn prepare(&mut self, _batch: u16) {}
+    /// Host address where the last frame was staged (see [`CopyBackend`]).
+    fn staged(&self) -> usize;
+    /// Place the host buffers (layout sweep): the backend's sink and source
+    /// at `io` bytes into a page, and the implementation's own staging
+    /// buffer, where it has one to place, so that frames are staged at
+    /// `staging` bytes into a page.
+    fn place(&mut self, staging: usize, io: usize);
 }
 
 struct Virtnet {
@@ -430,6 +499,13 @@ impl Device for Virtnet {
     fn prepare(&mut self, batch: u16) {
         self.dev.backend_mut().rx_left = usize::from(batch);
     }
+    fn staged(&self) -> usize {
+        self.dev.backend().staged
+    }
+    /// The staging buffer is a pool slot, in a `static`: not moved.
+    fn place(&mut self, _staging: usize, io: usize) {
+        self.dev.backend_mut().place(io);
+    }
 }
 
 // ----------------------------------------------------------------- rust-vmm
@@ -442,7 +518,7 @@ struct RustVmm {
     q: Queue,
     backend: CopyBackend,
     /// Header + frame, as read from (TX) or to be written to (RX) the chain.
-    buf: Vec<u8>,
+    buf: Placed,
     notes: u64,
     dir: Dir,
     dropped: u64,
@@ -465,7 +541,7 @@ impl RustVmm {
         RustVmm {
             q,
             backend: CopyBackend::new(case.size),
-            buf: vec![0; 4096],
+            buf: Placed::new(vec![0; 4096]),
             notes: 0,
             dir: case.dir,
             dropped: 0,
@@ -481,7 +557,7 @@ impl RustVmm {
                 for d in chain {
                     let len = d.len() as usize;
                     let end = off + len;
-                    match self.buf.get_mut(off..end) {
+                    match self.buf.get_mut().get_mut(off..end) {
                         Some(dst) if !d.is_write_only() => {
                             if mem.read_slice(dst, d.addr()).is_err() {
                                 ok = false;
@@ -497,12 +573,12 @@ impl RustVmm {
                 }
                 // The header: no offload flags, no GSO (what virtnet checks
                 // when nothing was negotiated).
-                let flags = self.buf[0];
-                let gso_type = self.buf[1];
+                let buf = self.buf.get();
+                let (flags, gso_type) = (buf[0], buf[1]);
                 if ok && off >= HDR + 14 && flags == 0 && gso_type == 0 {
                     let _ = self
                         .backend
-                        .transmit(&NetHdrRepr::default(), &self.buf[HDR..off]);
+                        .transmit(&NetHdrRepr::default(), &buf[HDR..off]);
                 } else {
                     self.dropped += 1;
                 }
@@ -524,11 +600,12 @@ impl RustVmm {
                 break;
             };
             let head = chain.head_index();
-            let got = self.backend.receive(&mut self.buf[HDR..]).expect("receive");
+            let buf = self.buf.get_mut();
+            let got = self.backend.receive(&mut buf[HDR..]).expect("receive");
             let Some(f) = got else { break };
             // virtio_net_hdr_v1 with num_buffers = 1, nothing else set.
-            self.buf[..HDR].fill(0);
-            self.buf[10] = 1;
+            buf[..HDR].fill(0);
+            buf[10] = 1;
             let total = HDR + f.len;
             let mut off = 0usize;
             for d in chain {
@@ -536,7 +613,7 @@ impl RustVmm {
                     break;
                 }
                 let n = (d.len() as usize).min(total - off);
-                if mem.write_slice(&self.buf[off..off + n], d.addr()).is_err() {
+                if mem.write_slice(&buf[off..off + n], d.addr()).is_err() {
                     break;
                 }
                 off += n;
@@ -570,6 +647,14 @@ impl Device for RustVmm {
     }
     fn prepare(&mut self, batch: u16) {
         self.backend.rx_left = usize::from(batch);
+    }
+    fn staged(&self) -> usize {
+        self.backend.staged
+    }
+    /// Frames are staged after the header in `buf`.
+    fn place(&mut self, staging: usize, io: usize) {
+        self.buf.place((staging + 4096 - HDR) % 4096);
+        self.backend.place(io);
     }
 }
 
@@ -663,49 +748,83 @@ fn bench_device<D: Device>(
 /// header + frame from the guest buffer into a slot, then the frame from the
 /// slot to the backend's sink. RX: the frame from the backend's source into
 /// a slot, then header + frame into the guest buffer.
-fn bench_memcpy(c: &mut Criterion, case: &Case, g: &Guest) {
-    let mut slot = vec![0u8; 2048];
-    let mut sink = vec![0u8; 2048];
-    let source = frame(case.size);
-    let hdr = [0u8; HDR];
-    let size = case.size;
-    let bufs: Vec<*mut u8> = (0..case.batch).map(|i| g.ptr(buf_addr(i))).collect();
-    let dir = case.dir;
-    let mut times = Vec::new();
-    let mut round = || {
+struct Memcpy {
+    slot: Placed,
+    sink: Placed,
+    source: Placed,
+    hdr: [u8; HDR],
+    size: usize,
+    bufs: Vec<*mut u8>,
+    dir: Dir,
+}
+
+impl Memcpy {
+    fn new(case: &Case, g: &Guest) -> Memcpy {
+        Memcpy {
+            slot: Placed::new(vec![0u8; 2048]),
+            sink: Placed::new(vec![0u8; 2048]),
+            source: Placed::new(frame(case.size)),
+            hdr: [0u8; HDR],
+            size: case.size,
+            bufs: (0..case.batch).map(|i| g.ptr(buf_addr(i))).collect(),
+            dir: case.dir,
+        }
+    }
+
+    /// Place the buffers as [`Device::place`] does: the frame in the slot
+    /// at `staging` bytes into a page (TX copies the header in ahead of
+    /// it), the sink and the source at `io`.
+    fn place(&mut self, staging: usize, io: usize) {
+        let slot = match self.dir {
+            Dir::Tx => (staging + 4096 - HDR) % 4096,
+            Dir::Rx => staging,
+        };
+        self.slot.place(slot);
+        self.sink.place(io);
+        self.source.place(io);
+    }
+
+    /// One timed round: the batch's copies.
+    fn round(&mut self) -> Duration {
+        let size = self.size;
+        let slot = self.slot.get_mut().as_mut_ptr();
+        let sink = self.sink.get_mut().as_mut_ptr();
+        let source = self.source.get().as_ptr();
         let t = Instant::now();
-        for &b in &bufs {
+        for &b in &self.bufs {
             // SAFETY: `b` points at a 2 KiB frame buffer inside the guest
-            // mapping (`Guest::ptr` checked it); `slot`, `sink`, `source` are
-            // host vectors of at least `HDR + size` bytes; nothing else
-            // accesses these bytes during the copy.
+            // mapping (`Guest::ptr` checked it); `slot` and `sink` point at
+            // 2 KiB host buffers and `source` at `size` bytes, with
+            // `HDR + size <= 2048`; nothing else accesses these bytes during
+            // the copies.
             unsafe {
-                match dir {
+                match self.dir {
                     Dir::Tx => {
-                        std::ptr::copy_nonoverlapping(b, slot.as_mut_ptr(), HDR + size);
-                        std::ptr::copy_nonoverlapping(
-                            slot.as_ptr().add(HDR),
-                            sink.as_mut_ptr(),
-                            size,
-                        );
+                        std::ptr::copy_nonoverlapping(b, slot, HDR + size);
+                        std::ptr::copy_nonoverlapping(slot.add(HDR), sink, size);
                     }
                     Dir::Rx => {
-                        std::ptr::copy_nonoverlapping(source.as_ptr(), slot.as_mut_ptr(), size);
-                        std::ptr::copy_nonoverlapping(hdr.as_ptr(), b, HDR);
-                        std::ptr::copy_nonoverlapping(slot.as_ptr(), b.add(HDR), size);
+                        std::ptr::copy_nonoverlapping(source, slot, size);
+                        std::ptr::copy_nonoverlapping(self.hdr.as_ptr(), b, HDR);
+                        std::ptr::copy_nonoverlapping(slot, b.add(HDR), size);
                     }
                 }
             }
-            black_box(&mut slot);
-            black_box(&mut sink);
+            black_box(slot);
+            black_box(sink);
         }
         t.elapsed()
-    };
+    }
+}
+
+fn bench_memcpy(c: &mut Criterion, case: &Case, g: &Guest) {
+    let mut m = Memcpy::new(case, g);
+    let mut times = Vec::new();
     let mut grp = c.benchmark_group("memcpy");
     grp.bench_function(case.memcpy_name(), |bn| {
         bn.iter_custom(|iters| {
             times.clear();
-            times.extend((0..iters).map(|_| round()));
+            times.extend((0..iters).map(|_| m.round()));
             typical(&mut times, iters)
         })
     });
@@ -748,6 +867,115 @@ fn footprint() {
         "VNBENCH footprint 64k slot=65550 count=256 device={big_dev} pool={big_pool} total={} backend_in_device={backend}",
         big_dev + 2 * big_pool
     );
+}
+
+// ------------------------------------------------------------ layout sweep
+
+/// Step of the layout sweep: the sink and the source are placed 0, 64,
+/// 128, ... bytes (modulo 4 KiB) above where frames are staged.
+const SWEEP_STEP: usize = 64;
+/// Passes over every case and placement when `VNBENCH_PASSES` is not set;
+/// each figure is the lowest of the passes. A pass takes seconds, so the
+/// passes spread each placement's measurements over the stretches (seconds
+/// long on this project's VM) in which a CPU runs up to 1.8x slower.
+const SWEEP_PASSES: usize = 4;
+
+/// The cases of issue 8's targets: 64 B and 1514 B, batch 32, one
+/// descriptor, TX and RX (MRG_RXBUF).
+fn sweep_cases() -> Vec<Case> {
+    cases()
+        .into_iter()
+        .filter(|c| c.batch == 32 && c.shape == Shape::One && c.mrg == (c.dir == Dir::Rx))
+        .collect()
+}
+
+/// One measurement of a device in the sweep: ns per packet (median round
+/// of `rounds`, after a quarter as many untimed), with its host buffers
+/// placed for `staging` (learnt from the device when `None`) and `io_dist`,
+/// and where it staged frames (page offset) while timed.
+fn sweep_device<D: Device>(
+    g: &Guest,
+    case: Case,
+    make: impl FnOnce(&Guest, Case, virtnet::queue::QueueLayout) -> D,
+    staging: Option<usize>,
+    io_dist: usize,
+    rounds: u64,
+) -> (f64, usize) {
+    let drv = Driver::new(g, case);
+    let dev = make(g, case, drv.drv.layout);
+    let mut b = Bench::new(g, drv, dev, case.batch);
+    b.check(4);
+    let staging = staging.unwrap_or_else(|| page_off(b.dev.staged() as *const u8));
+    b.dev.place(staging, (staging + io_dist) % 4096);
+    b.check(rounds / 4);
+    let per_round = b.run(rounds).as_secs_f64() * 1e9 / rounds as f64;
+    (
+        per_round / f64::from(case.batch),
+        page_off(b.dev.staged() as *const u8),
+    )
+}
+
+/// The memcpy baseline, placed like the devices.
+fn sweep_memcpy(g: &Guest, case: Case, staging: usize, io_dist: usize, rounds: u64) -> f64 {
+    let mut m = Memcpy::new(&case, g);
+    m.place(staging, (staging + io_dist) % 4096);
+    let mut times: Vec<Duration> = (0..rounds / 4).map(|_| m.round()).collect();
+    times.clear();
+    times.extend((0..rounds).map(|_| m.round()));
+    let per_round = typical(&mut times, 1).as_secs_f64() * 1e9;
+    per_round / f64::from(case.batch)
+}
+
+/// `VNBENCH_LAYOUTS=1 [VNBENCH_ROUNDS=n] [VNBENCH_PASSES=n]`: the layout
+/// sweep. Where host buffers land decides whether a copy's loads alias
+/// earlier stores 4 KiB apart, which can move a figure by several ns;
+/// criterion's figures come from whatever layout the allocator gave. Here
+/// every implementation stages frames at the same page offset (virtnet's
+/// pool slot, which is a `static`; rust-vmm's buffer and memcpy's slot are
+/// moved there), and the backend's sink and source are placed at each
+/// multiple of [`SWEEP_STEP`] above it in turn. Prints one line per
+/// placement, `VNBENCH layout <case> <distance> <virtnet> <rust-vmm>
+/// <memcpy>` (ns per packet, the lowest of `VNBENCH_PASSES` passes, default
+/// [`SWEEP_PASSES`]), and one per case, `VNBENCH staging <case> <page
+/// offset> <moved>` (`moved`: how many virtnet measurements staged frames
+/// elsewhere, which should be 0).
+fn layouts(g: &Guest) {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let rounds = env("VNBENCH_ROUNDS").unwrap_or(2000);
+    let passes = env("VNBENCH_PASSES").map_or(SWEEP_PASSES, |p| p.max(1) as usize);
+    let cases = sweep_cases();
+    let dists: Vec<usize> = (0..4096).step_by(SWEEP_STEP).collect();
+    let staging: Vec<usize> = cases
+        .iter()
+        .map(|&c| sweep_device(g, c, Virtnet::new, None, 0, rounds / 4).1)
+        .collect();
+    let mut moved = vec![0u32; cases.len()];
+    let mut best = vec![vec![[f64::MAX; 3]; dists.len()]; cases.len()];
+    for _ in 0..passes {
+        for (ci, &case) in cases.iter().enumerate() {
+            let at = staging[ci];
+            for (di, &dist) in dists.iter().enumerate() {
+                let (v, seen) = sweep_device(g, case, Virtnet::new, Some(at), dist, rounds);
+                if seen != at {
+                    moved[ci] += 1;
+                }
+                let (r, _) = sweep_device(g, case, RustVmm::new, Some(at), dist, rounds);
+                let m = sweep_memcpy(g, case, at, dist, rounds);
+                let b = &mut best[ci][di];
+                for (old, new) in b.iter_mut().zip([v, r, m]) {
+                    *old = old.min(new);
+                }
+            }
+        }
+    }
+    for (ci, case) in cases.iter().enumerate() {
+        let name = case.name();
+        for (di, dist) in dists.iter().enumerate() {
+            let [v, r, m] = best[ci][di];
+            println!("VNBENCH layout {name} {dist} {v:.2} {r:.2} {m:.2}");
+        }
+        println!("VNBENCH staging {name} {} {}", staging[ci], moved[ci]);
+    }
 }
 
 /// `VNBENCH_PROFILE=<impl>/<case> [VNBENCH_ROUNDS=n]`: run one case's rounds
@@ -799,6 +1027,10 @@ fn main() {
     let g = Guest::new();
     if let Ok(which) = std::env::var("VNBENCH_PROFILE") {
         profile(&which, &g);
+        return;
+    }
+    if std::env::var_os("VNBENCH_LAYOUTS").is_some() {
+        layouts(&g);
         return;
     }
     let mut c = Criterion::default().configure_from_args();

@@ -11,6 +11,13 @@
 //! figure is the lowest of the runs: on a shared machine, noise only adds.
 //! The runs are pinned to one CPU (`taskset`; the last one, or
 //! `VIRTNET_BENCH_CPU`) after the build.
+//!
+//! Criterion's figures come from wherever the allocator put the host
+//! buffers, and 4K aliasing between a copy's loads and earlier stores can
+//! move a figure by several ns. So a second table follows: the layout
+//! sweep (`VNBENCH_LAYOUTS=1`), for the cases of the issue's targets, with
+//! every implementation's host buffers placed alike at each of 64 distances
+//! and the median and the spread over the placements.
 
 use std::collections::HashMap;
 use std::fs;
@@ -50,6 +57,12 @@ struct Extras {
     notif: HashMap<(String, String), f64>,
     /// Footprint lines, as printed.
     footprint: Vec<String>,
+    /// Layout sweep: per case (in order), `(virtnet, rust-vmm, memcpy)` ns
+    /// per packet at each placement.
+    layouts: Vec<(String, Vec<[f64; 3]>)>,
+    /// Layout sweep: per case, staging page offset and how many virtnet
+    /// measurements staged elsewhere.
+    staging: HashMap<String, (u64, u64)>,
 }
 
 impl Extras {
@@ -70,6 +83,23 @@ impl Extras {
                 self.notif.insert((imp.to_string(), case.to_string()), v);
             }
             Some("footprint") => self.footprint.push(w.collect::<Vec<_>>().join(" ")),
+            Some("layout") => {
+                let Some(case) = w.next() else { return };
+                let v: Vec<f64> = w.skip(1).filter_map(|x| x.parse().ok()).collect();
+                let [v, r, m] = v[..] else { return };
+                match self.layouts.last_mut() {
+                    Some((c, rows)) if c == case => rows.push([v, r, m]),
+                    _ => self.layouts.push((case.to_string(), vec![[v, r, m]])),
+                }
+            }
+            Some("staging") => {
+                let v: Vec<&str> = w.collect();
+                if let [case, at, moved] = v[..] {
+                    if let (Ok(at), Ok(moved)) = (at.parse(), moved.parse()) {
+                        self.staging.insert(case.to_string(), (at, moved));
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -106,16 +136,21 @@ pub fn core(ctx: &Ctx) -> Result<()> {
     // Build with every CPU, then measure on one.
     crate::util::run_ok(ctx.cargo().args(BENCH_ARGS).arg("--no-run"))?;
     let cpu = bench_cpu();
-    let mut cmd = match cpu {
-        Some(c) => {
-            let mut t = Command::new("taskset");
-            t.current_dir(&ctx.root)
-                .args(["-c", &c.to_string(), "cargo"]);
-            t
-        }
-        None => ctx.cargo(),
+    let pinned = || {
+        let mut cmd = match cpu {
+            Some(c) => {
+                let mut t = Command::new("taskset");
+                t.current_dir(&ctx.root)
+                    .args(["-c", &c.to_string(), "cargo"]);
+                t
+            }
+            None => ctx.cargo(),
+        };
+        cmd.args(BENCH_ARGS);
+        cmd
     };
-    cmd.args(BENCH_ARGS).arg("--").args(CRITERION_ARGS);
+    let mut cmd = pinned();
+    cmd.arg("--").args(CRITERION_ARGS);
     let runs = std::env::var("VIRTNET_BENCH_RUNS")
         .ok()
         .and_then(|r| r.parse::<u32>().ok())
@@ -139,6 +174,17 @@ pub fn core(ctx: &Ctx) -> Result<()> {
             extras = x;
         }
     }
+    println!("===== layout sweep =====");
+    let mut sweep = Extras::default();
+    let status = run_streaming(pinned().env("VNBENCH_LAYOUTS", "1"), |line| {
+        sweep.take(line)
+    })?;
+    if !status.success() {
+        bail!("the layout sweep failed ({status})");
+    }
+    if sweep.layouts.is_empty() {
+        bail!("the layout sweep printed no case");
+    }
     println!();
     println!("{}", machine());
     match cpu {
@@ -147,6 +193,14 @@ pub fn core(ctx: &Ctx) -> Result<()> {
     }
     println!();
     print!("{}", table(&figures, &extras)?);
+    println!();
+    println!(
+        "Over host-buffer placements (layout sweep: frames staged where virtnet's \
+         pool slot is, the backend's sink and source at each 64-byte step above; \
+         median, with the range, over the placements; each figure the lowest of 4 passes):"
+    );
+    println!();
+    print!("{}", layout_table(&sweep));
     println!();
     match figure(&figures, "timer", "empty") {
         Ok(t) => println!(
@@ -273,6 +327,58 @@ fn table(figures: &Figures, x: &Extras) -> Result<String> {
     Ok(out)
 }
 
+/// The median of some figures (the mean of the middle two for an even
+/// count); NaN when there are none.
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The layout sweep as a Markdown table: per case, each implementation's
+/// median ns per packet over the placements (with the range for virtnet and
+/// rust-vmm), the ratio of the medians, and virtnet - memcpy at each
+/// placement (median and worst).
+fn layout_table(x: &Extras) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| case | placements | virtnet ns/pkt (range) | rust-vmm ns/pkt (range) | memcpy ns/pkt \
+         | virtnet/rust-vmm | virtnet - memcpy (worst) | staged at |\n",
+    );
+    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for (case, rows) in &x.layouts {
+        let col = |i: usize| rows.iter().map(|r| r[i]).collect::<Vec<_>>();
+        let (v, r, m) = (col(0), col(1), col(2));
+        let lo = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let gap: Vec<f64> = rows.iter().map(|r| r[0] - r[2]).collect();
+        let staged = match x.staging.get(case) {
+            Some((at, 0)) => format!("{at}"),
+            Some((at, moved)) => format!("{at} ({moved} moved)"),
+            None => "?".into(),
+        };
+        out.push_str(&format!(
+            "| {case} | {} | {:.1} ({:.1}-{:.1}) | {:.1} ({:.1}-{:.1}) | {:.1} | {:.3} | {:.1} ({:.1}) | {staged} |\n",
+            rows.len(),
+            median(&v),
+            lo(&v),
+            hi(&v),
+            median(&r),
+            lo(&r),
+            hi(&r),
+            median(&m),
+            median(&v) / median(&r),
+            median(&gap),
+            hi(&gap),
+        ));
+    }
+    out
+}
+
 /// A footprint line made readable: sizes in KiB/MiB.
 fn footprint_line(raw: &str) -> String {
     let field = |k: &str| {
@@ -358,6 +464,28 @@ mod tests {
             "{t}"
         );
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn layout_sweep_is_summarised_per_case() {
+        let mut x = Extras::default();
+        x.take("VNBENCH layout tx-64-b32-1desc 0 30.00 90.00 5.00");
+        x.take("VNBENCH layout tx-64-b32-1desc 64 20.00 80.00 4.00");
+        x.take("VNBENCH layout tx-64-b32-1desc 128 40.00 60.00 10.00");
+        x.take("VNBENCH layout rx-64-b32-1desc 0 10.00 20.00 1.00");
+        x.take("VNBENCH layout rx-64-b32-1desc 64 bad");
+        x.take("VNBENCH staging tx-64-b32-1desc 3496 0");
+        x.take("VNBENCH staging rx-64-b32-1desc 2960 2");
+        assert_eq!(x.layouts.len(), 2);
+        assert_eq!(x.layouts[1].1.len(), 1, "a malformed line is skipped");
+        let t = layout_table(&x);
+        // Medians 30 / 80 / 5, ratio 0.375, gaps 25, 16, 30.
+        assert!(
+            t.contains("| tx-64-b32-1desc | 3 | 30.0 (20.0-40.0) | 80.0 (60.0-90.0) | 5.0 | 0.375 | 25.0 (30.0) | 3496 |"),
+            "{t}"
+        );
+        assert!(t.contains("| 2960 (2 moved) |"), "{t}");
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
     }
 
     #[test]
