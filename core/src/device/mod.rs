@@ -610,20 +610,19 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             return;
         }
         // Read the header exactly once, whatever its split (CVE-2022-2132).
-        let raw = if hdr_len == 12 {
-            chain.read_array::<M, 12>(mem, 0)
+        let mut raw = [0u8; 12];
+        let read = if hdr_len == 12 {
+            chain.read_array(mem, 0, &mut raw)
         } else {
-            let mut raw = [0u8; 12];
-            let got = match raw.get_mut(..hdr_len) {
-                Some(h) => chain.read_at(mem, 0, h),
-                None => Ok(0),
-            };
-            matches!(got, Ok(n) if n == hdr_len).then_some(raw)
+            match raw.get_mut(..hdr_len) {
+                Some(h) => matches!(chain.read_at(mem, 0, h), Ok(n) if n == hdr_len),
+                None => false,
+            }
         };
-        let Some(raw) = raw else {
+        if !read {
             self.stats.tx_malformed_frames = self.stats.tx_malformed_frames.saturating_add(1);
             return;
-        };
+        }
         // The usual header (no offload) is a constant: nothing is built on
         // the stack for it (a repr built field by field and then copied
         // whole stalls the load that copies it: store forwarding fails).

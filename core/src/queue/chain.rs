@@ -136,23 +136,22 @@ impl<const S: usize> DescriptorChain<S> {
         self.walked
     }
 
-    /// Read `L` device-readable bytes at `offset` into an array: exactly
-    /// `L` or `None` (the readable part is shorter). A constant length
-    /// inside the first segment compiles to plain loads.
+    /// Read `L` device-readable bytes at `offset` into `out`: whether all
+    /// `L` were read (the readable part may be shorter). A constant length
+    /// inside the first segment compiles to plain loads, straight into the
+    /// caller's array (no copy through a returned value: the TX header is
+    /// tested as soon as its bytes land).
     #[inline]
     pub fn read_array<M: GuestMemory + ?Sized, const L: usize>(
         &self,
         mem: &M,
         offset: usize,
-    ) -> Option<[u8; L]> {
-        let mut out = [0u8; L];
+        out: &mut [u8; L],
+    ) -> bool {
         if let Some(addr) = self.inside_first(false, offset, L) {
-            return mem.read(addr, &mut out).ok().map(|()| out);
+            return mem.read(addr, out).is_ok();
         }
-        match self.read_at(mem, offset, &mut out) {
-            Ok(n) if n == L => Some(out),
-            _ => None,
-        }
+        matches!(self.read_at(mem, offset, out), Ok(n) if n == L)
     }
 
     /// Write all `L` bytes of `src` into the device-writable part at
