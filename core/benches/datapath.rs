@@ -16,6 +16,7 @@
 #![allow(unsafe_code)]
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
@@ -204,8 +205,13 @@ fn ind_addr(i: u16) -> u64 {
     BASE + IND_OFF + 64 * u64::from(i)
 }
 fn buf_addr(i: u16) -> u64 {
-    BASE + BUF_OFF + BUF_STRIDE * u64::from(i)
+    BASE + BUF_OFF + BUF_SHIFT.load(Relaxed) + BUF_STRIDE * u64::from(i)
 }
+
+/// Where the frame buffers start past `BUF_OFF` (0, or the layout sweep's
+/// choice, below `BUF_STRIDE`): read only when a driver or the memcpy
+/// baseline is set up, never in a timed section.
+static BUF_SHIFT: AtomicU64 = AtomicU64::new(0);
 
 /// A test frame: broadcast destination, some source, IPv4 ethertype, a
 /// pattern.
@@ -314,40 +320,50 @@ impl Driver {
 /// where they land). Until placed it is a plain vector of `len` bytes.
 struct Placed {
     mem: Vec<u8>,
-    at: usize,
+    /// `len` bytes inside `mem`, where the buffer is now: a vector's
+    /// pointer and length, so the per-frame paths cost what they cost on a
+    /// plain vector.
+    ptr: *mut u8,
     len: usize,
 }
 
 impl Placed {
-    fn new(bytes: Vec<u8>) -> Placed {
+    fn new(mut bytes: Vec<u8>) -> Placed {
         let len = bytes.len();
+        let ptr = bytes.as_mut_ptr();
         Placed {
             mem: bytes,
-            at: 0,
+            ptr,
             len,
         }
     }
 
     /// Move the buffer so that it starts `page_off` bytes into a page.
     fn place(&mut self, page_off: usize) {
+        let old = self.get().to_vec();
         if self.mem.len() < self.len + 4096 {
-            let mut bigger = vec![0u8; self.len + 4096];
-            bigger[..self.len].copy_from_slice(self.get());
-            self.mem = bigger;
-            self.at = 0;
+            self.mem = vec![0u8; self.len + 4096];
         }
         let base = self.mem.as_ptr() as usize % 4096;
         let at = (page_off % 4096 + 4096 - base) % 4096;
-        self.mem.copy_within(self.at..self.at + self.len, at);
-        self.at = at;
+        let buf = &mut self.mem[at..at + self.len];
+        buf.copy_from_slice(&old);
+        self.ptr = buf.as_mut_ptr();
     }
 
+    #[inline(always)]
     fn get(&self) -> &[u8] {
-        &self.mem[self.at..self.at + self.len]
+        // SAFETY: `ptr` points at `len` initialised bytes inside `mem`
+        // (set by `new` and `place`; `mem` is not resized in between), and
+        // the returned borrow of `self` keeps them from being changed.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 
+    #[inline(always)]
     fn get_mut(&mut self) -> &mut [u8] {
-        &mut self.mem[self.at..self.at + self.len]
+        // SAFETY: as in `get`; the exclusive borrow of `self` makes the
+        // slice the only access to those bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 }
 
@@ -385,7 +401,10 @@ impl CopyBackend {
     }
 }
 
+// Inlined, as the plain-vector backend before the layout sweep was: the
+// figures stay comparable across commits.
 impl Backend for CopyBackend {
+    #[inline(always)]
     fn transmit(&mut self, _hdr: &NetHdrRepr, frame: &[u8]) -> Result<(), BackendError> {
         self.staged = frame.as_ptr() as usize;
         let dst = self
@@ -399,6 +418,7 @@ impl Backend for CopyBackend {
         Ok(())
     }
 
+    #[inline(always)]
     fn receive(&mut self, buf: &mut [u8]) -> Result<Option<RxFrame>, BackendError> {
         if self.rx_left == 0 {
             return Ok(None);
@@ -871,14 +891,40 @@ fn footprint() {
 
 // ------------------------------------------------------------ layout sweep
 
-/// Step of the layout sweep: the sink and the source are placed 0, 64,
-/// 128, ... bytes (modulo 4 KiB) above where frames are staged.
-const SWEEP_STEP: usize = 64;
-/// Passes over every case and placement when `VNBENCH_PASSES` is not set;
+/// Layouts in the sweep (drawn at random, fixed seed).
+const SWEEP_LAYOUTS: usize = 96;
+/// Passes over every case and layout when `VNBENCH_PASSES` is not set;
 /// each figure is the lowest of the passes. A pass takes seconds, so the
-/// passes spread each placement's measurements over the stretches (seconds
+/// passes spread each layout's measurements over the stretches (seconds
 /// long on this project's VM) in which a CPU runs up to 1.8x slower.
-const SWEEP_PASSES: usize = 4;
+const SWEEP_PASSES: usize = 6;
+
+/// A layout of the sweep: the guest's frame buffers shifted by `shift`
+/// bytes (below their 2 KiB stride), and the backend's sink and source
+/// `dist` bytes above the staging page offset, modulo 4 KiB; both
+/// multiples of 16 (what an allocator aligns to).
+#[derive(Clone, Copy)]
+struct Layout {
+    shift: u64,
+    dist: usize,
+}
+
+/// [`SWEEP_LAYOUTS`] layouts from a fixed-seed xorshift.
+fn sweep_layouts() -> Vec<Layout> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..SWEEP_LAYOUTS)
+        .map(|_| Layout {
+            shift: next() % (BUF_STRIDE / 16) * 16,
+            dist: (next() % 256 * 16) as usize,
+        })
+        .collect()
+}
 
 /// The cases of issue 8's targets: 64 B and 1514 B, batch 32, one
 /// descriptor, TX and RX (MRG_RXBUF).
@@ -927,52 +973,61 @@ fn sweep_memcpy(g: &Guest, case: Case, staging: usize, io_dist: usize, rounds: u
 }
 
 /// `VNBENCH_LAYOUTS=1 [VNBENCH_ROUNDS=n] [VNBENCH_PASSES=n]`: the layout
-/// sweep. Where host buffers land decides whether a copy's loads alias
-/// earlier stores 4 KiB apart, which can move a figure by several ns;
-/// criterion's figures come from whatever layout the allocator gave. Here
-/// every implementation stages frames at the same page offset (virtnet's
-/// pool slot, which is a `static`; rust-vmm's buffer and memcpy's slot are
-/// moved there), and the backend's sink and source are placed at each
-/// multiple of [`SWEEP_STEP`] above it in turn. Prints one line per
-/// placement, `VNBENCH layout <case> <distance> <virtnet> <rust-vmm>
+/// sweep. Where buffers land decides whether a copy's loads alias earlier
+/// stores 4 KiB apart, which moves a figure by up to 10 ns at 1514 B;
+/// criterion's figures come from whatever layout the build and the
+/// allocator gave (virtnet's pool slot is a `static`, so every build moves
+/// it). Here every implementation stages frames at the same page offset
+/// (virtnet's pool slot; rust-vmm's buffer and memcpy's slot are moved
+/// there), and each of [`SWEEP_LAYOUTS`] random layouts shifts the guest's
+/// frame buffers and places the backend's sink and source relative to that
+/// page offset: together they cover the offsets between the three buffers
+/// each frame is copied through. Prints one line per layout,
+/// `VNBENCH layout <case> <shift>:<distance> <virtnet> <rust-vmm>
 /// <memcpy>` (ns per packet, the lowest of `VNBENCH_PASSES` passes, default
 /// [`SWEEP_PASSES`]), and one per case, `VNBENCH staging <case> <page
 /// offset> <moved>` (`moved`: how many virtnet measurements staged frames
 /// elsewhere, which should be 0).
 fn layouts(g: &Guest) {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-    let rounds = env("VNBENCH_ROUNDS").unwrap_or(2000);
+    let rounds = env("VNBENCH_ROUNDS").unwrap_or(1000);
     let passes = env("VNBENCH_PASSES").map_or(SWEEP_PASSES, |p| p.max(1) as usize);
     let cases = sweep_cases();
-    let dists: Vec<usize> = (0..4096).step_by(SWEEP_STEP).collect();
+    let layouts = sweep_layouts();
     let staging: Vec<usize> = cases
         .iter()
         .map(|&c| sweep_device(g, c, Virtnet::new, None, 0, rounds / 4).1)
         .collect();
     let mut moved = vec![0u32; cases.len()];
-    let mut best = vec![vec![[f64::MAX; 3]; dists.len()]; cases.len()];
+    let mut best = vec![vec![[f64::MAX; 3]; layouts.len()]; cases.len()];
     for _ in 0..passes {
         for (ci, &case) in cases.iter().enumerate() {
             let at = staging[ci];
-            for (di, &dist) in dists.iter().enumerate() {
-                let (v, seen) = sweep_device(g, case, Virtnet::new, Some(at), dist, rounds);
+            for (li, l) in layouts.iter().enumerate() {
+                BUF_SHIFT.store(l.shift, Relaxed);
+                let (v, seen) = sweep_device(g, case, Virtnet::new, Some(at), l.dist, rounds);
                 if seen != at {
                     moved[ci] += 1;
                 }
-                let (r, _) = sweep_device(g, case, RustVmm::new, Some(at), dist, rounds);
-                let m = sweep_memcpy(g, case, at, dist, rounds);
-                let b = &mut best[ci][di];
+                let (r, _) = sweep_device(g, case, RustVmm::new, Some(at), l.dist, rounds);
+                let m = sweep_memcpy(g, case, at, l.dist, rounds);
+                let b = &mut best[ci][li];
                 for (old, new) in b.iter_mut().zip([v, r, m]) {
                     *old = old.min(new);
                 }
             }
         }
     }
+    BUF_SHIFT.store(0, Relaxed);
+    println!("VNBENCH sweep layouts={SWEEP_LAYOUTS} passes={passes} rounds={rounds}");
     for (ci, case) in cases.iter().enumerate() {
         let name = case.name();
-        for (di, dist) in dists.iter().enumerate() {
-            let [v, r, m] = best[ci][di];
-            println!("VNBENCH layout {name} {dist} {v:.2} {r:.2} {m:.2}");
+        for (li, l) in layouts.iter().enumerate() {
+            let [v, r, m] = best[ci][li];
+            println!(
+                "VNBENCH layout {name} {}:{} {v:.2} {r:.2} {m:.2}",
+                l.shift, l.dist
+            );
         }
         println!("VNBENCH staging {name} {} {}", staging[ci], moved[ci]);
     }

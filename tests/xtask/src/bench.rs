@@ -12,12 +12,12 @@
 //! The runs are pinned to one CPU (`taskset`; the last one, or
 //! `VIRTNET_BENCH_CPU`) after the build.
 //!
-//! Criterion's figures come from wherever the allocator put the host
-//! buffers, and 4K aliasing between a copy's loads and earlier stores can
-//! move a figure by several ns. So a second table follows: the layout
+//! Criterion's figures come from wherever the build and the allocator put
+//! the buffers, and 4K aliasing between a copy's loads and earlier stores
+//! can move a figure by up to 10 ns. So a second table follows: the layout
 //! sweep (`VNBENCH_LAYOUTS=1`), for the cases of the issue's targets, with
-//! every implementation's host buffers placed alike at each of 64 distances
-//! and the median and the spread over the placements.
+//! every implementation's buffers placed alike in each of 96 random layouts,
+//! and the median and the spread over the layouts.
 
 use std::collections::HashMap;
 use std::fs;
@@ -58,11 +58,13 @@ struct Extras {
     /// Footprint lines, as printed.
     footprint: Vec<String>,
     /// Layout sweep: per case (in order), `(virtnet, rust-vmm, memcpy)` ns
-    /// per packet at each placement.
+    /// per packet in each layout.
     layouts: Vec<(String, Vec<[f64; 3]>)>,
     /// Layout sweep: per case, staging page offset and how many virtnet
     /// measurements staged elsewhere.
     staging: HashMap<String, (u64, u64)>,
+    /// Layout sweep: its parameters, as printed (`passes=8 step=64 ...`).
+    sweep: String,
 }
 
 impl Extras {
@@ -92,6 +94,7 @@ impl Extras {
                     _ => self.layouts.push((case.to_string(), vec![[v, r, m]])),
                 }
             }
+            Some("sweep") => self.sweep = w.collect::<Vec<_>>().join(" "),
             Some("staging") => {
                 let v: Vec<&str> = w.collect();
                 if let [case, at, moved] = v[..] {
@@ -195,9 +198,11 @@ pub fn core(ctx: &Ctx) -> Result<()> {
     print!("{}", table(&figures, &extras)?);
     println!();
     println!(
-        "Over host-buffer placements (layout sweep: frames staged where virtnet's \
-         pool slot is, the backend's sink and source at each 64-byte step above; \
-         median, with the range, over the placements; each figure the lowest of 4 passes):"
+        "Over buffer layouts (layout sweep, {}: each implementation stages frames at \
+         the page offset of virtnet's pool slot; each random layout shifts the guest's frame \
+         buffers and places the backend's sink and source; per layout the lowest of the \
+         passes; the median and the range over the layouts):",
+        sweep.sweep
     );
     println!();
     print!("{}", layout_table(&sweep));
@@ -340,13 +345,13 @@ fn median(v: &[f64]) -> f64 {
 }
 
 /// The layout sweep as a Markdown table: per case, each implementation's
-/// median ns per packet over the placements (with the range for virtnet and
+/// median ns per packet over the layouts (with the range for virtnet and
 /// rust-vmm), the ratio of the medians, and virtnet - memcpy at each
-/// placement (median and worst).
+/// layout (median and worst).
 fn layout_table(x: &Extras) -> String {
     let mut out = String::new();
     out.push_str(
-        "| case | placements | virtnet ns/pkt (range) | rust-vmm ns/pkt (range) | memcpy ns/pkt \
+        "| case | layouts | virtnet ns/pkt (range) | rust-vmm ns/pkt (range) | memcpy ns/pkt \
          | virtnet/rust-vmm | virtnet - memcpy (worst) | staged at |\n",
     );
     out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
@@ -469,13 +474,15 @@ mod tests {
     #[test]
     fn layout_sweep_is_summarised_per_case() {
         let mut x = Extras::default();
-        x.take("VNBENCH layout tx-64-b32-1desc 0 30.00 90.00 5.00");
-        x.take("VNBENCH layout tx-64-b32-1desc 64 20.00 80.00 4.00");
-        x.take("VNBENCH layout tx-64-b32-1desc 128 40.00 60.00 10.00");
-        x.take("VNBENCH layout rx-64-b32-1desc 0 10.00 20.00 1.00");
-        x.take("VNBENCH layout rx-64-b32-1desc 64 bad");
+        x.take("VNBENCH layout tx-64-b32-1desc 0:0 30.00 90.00 5.00");
+        x.take("VNBENCH layout tx-64-b32-1desc 16:64 20.00 80.00 4.00");
+        x.take("VNBENCH layout tx-64-b32-1desc 32:128 40.00 60.00 10.00");
+        x.take("VNBENCH layout rx-64-b32-1desc 0:0 10.00 20.00 1.00");
+        x.take("VNBENCH layout rx-64-b32-1desc 0:64 bad");
         x.take("VNBENCH staging tx-64-b32-1desc 3496 0");
         x.take("VNBENCH staging rx-64-b32-1desc 2960 2");
+        x.take("VNBENCH sweep layouts=96 passes=6 rounds=1000");
+        assert_eq!(x.sweep, "layouts=96 passes=6 rounds=1000");
         assert_eq!(x.layouts.len(), 2);
         assert_eq!(x.layouts[1].1.len(), 1, "a malformed line is skipped");
         let t = layout_table(&x);
