@@ -990,7 +990,7 @@ fn sweep_memcpy(g: &Guest, case: Case, staging: usize, io_dist: usize, rounds: u
 /// elsewhere, which should be 0).
 fn layouts(g: &Guest) {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-    let rounds = env("VNBENCH_ROUNDS").unwrap_or(1000);
+    let rounds = env("VNBENCH_ROUNDS").unwrap_or(1000).max(1);
     let passes = env("VNBENCH_PASSES").map_or(SWEEP_PASSES, |p| p.max(1) as usize);
     let cases = sweep_cases();
     let layouts = sweep_layouts();

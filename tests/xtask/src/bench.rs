@@ -108,9 +108,8 @@ impl Extras {
     }
 }
 
-/// The benchmark's cargo arguments.
+/// The benchmark target's cargo arguments (after `bench` or `test`).
 const BENCH_ARGS: &[&str] = &[
-    "bench",
     "-p",
     "virtnet",
     "--features",
@@ -137,7 +136,7 @@ fn bench_cpu() -> Option<usize> {
 /// `cargo xtask bench core`.
 pub fn core(ctx: &Ctx) -> Result<()> {
     // Build with every CPU, then measure on one.
-    crate::util::run_ok(ctx.cargo().args(BENCH_ARGS).arg("--no-run"))?;
+    crate::util::run_ok(ctx.cargo().arg("bench").args(BENCH_ARGS).arg("--no-run"))?;
     let cpu = bench_cpu();
     let pinned = || {
         let mut cmd = match cpu {
@@ -149,7 +148,7 @@ pub fn core(ctx: &Ctx) -> Result<()> {
             }
             None => ctx.cargo(),
         };
-        cmd.args(BENCH_ARGS);
+        cmd.arg("bench").args(BENCH_ARGS);
         cmd
     };
     let mut cmd = pinned();
@@ -218,6 +217,69 @@ pub fn core(ctx: &Ctx) -> Result<()> {
         println!("footprint: {}", footprint_line(f));
     }
     Ok(())
+}
+
+/// What the `unit` suite asks of the benchmark, so that `cargo xtask bench
+/// core` cannot break unnoticed (no time is asserted): every case once in
+/// criterion's test mode (each first checks that every frame crossed), and
+/// one pass of the layout sweep with a few rounds, whose output must name
+/// every target case with every layout, a time for every figure, and virtnet
+/// staging frames where the sweep placed the others (none moved).
+pub fn smoke(ctx: &Ctx, tally: &mut crate::util::Tally) -> Result<()> {
+    tally.check_cmd(
+        "bench datapath: every case once (criterion test mode)",
+        ctx.cargo().arg("test").args(BENCH_ARGS),
+    )?;
+    let mut x = Extras::default();
+    let status = run_streaming(
+        ctx.cargo()
+            .arg("test")
+            .args(BENCH_ARGS)
+            .env("VNBENCH_LAYOUTS", "1")
+            .env("VNBENCH_PASSES", "1")
+            .env("VNBENCH_ROUNDS", "4"),
+        |line| x.take(line),
+    )?;
+    let problems = sweep_problems(&x);
+    for p in &problems {
+        println!("layout sweep: {p}");
+    }
+    tally.record(
+        "bench datapath: one pass of the layout sweep",
+        status.success() && problems.is_empty(),
+    );
+    Ok(())
+}
+
+/// What is wrong with a layout sweep's output (empty: nothing).
+fn sweep_problems(x: &Extras) -> Vec<String> {
+    let mut out = Vec::new();
+    let layouts: Option<usize> = x
+        .sweep
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("layouts=").and_then(|n| n.parse().ok()));
+    let Some(layouts) = layouts else {
+        return vec!["no `VNBENCH sweep layouts=N` line".into()];
+    };
+    if x.layouts.len() != 4 {
+        out.push(format!("{} cases, want 4", x.layouts.len()));
+    }
+    for (case, rows) in &x.layouts {
+        if rows.len() != layouts {
+            out.push(format!("{case}: {} layouts, want {layouts}", rows.len()));
+        }
+        // Positive, and below a second per packet: f64::MAX is the
+        // sweep's "never measured".
+        if rows.iter().flatten().any(|v| !(*v > 0.0 && *v < 1e9)) {
+            out.push(format!("{case}: a figure is not a time"));
+        }
+        match x.staging.get(case) {
+            Some((_, 0)) => {}
+            Some((_, moved)) => out.push(format!("{case}: virtnet staged elsewhere {moved} times")),
+            None => out.push(format!("{case}: no staging line")),
+        }
+    }
+    out
 }
 
 /// `lscpu`'s model name and the CPU count.
@@ -493,6 +555,42 @@ mod tests {
         );
         assert!(t.contains("| 2960 (2 moved) |"), "{t}");
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+
+    #[test]
+    fn a_sweep_missing_layouts_or_moving_its_staging_is_a_problem() {
+        let mut x = Extras::default();
+        x.take("VNBENCH sweep layouts=2 passes=1 rounds=4");
+        for case in ["tx-64-b32-1desc", "tx-1514-b32-1desc", "rx-64-b32-1desc"] {
+            x.take(&format!("VNBENCH layout {case} 0:0 30.00 90.00 5.00"));
+            x.take(&format!("VNBENCH layout {case} 16:32 31.00 91.00 5.10"));
+            x.take(&format!("VNBENCH staging {case} 1208 0"));
+        }
+        x.take("VNBENCH layout rx-1514-b32-1desc 0:0 30.00 90.00 5.00");
+        assert_eq!(
+            sweep_problems(&x),
+            vec![
+                "rx-1514-b32-1desc: 1 layouts, want 2",
+                "rx-1514-b32-1desc: no staging line"
+            ]
+        );
+        x.take("VNBENCH layout rx-1514-b32-1desc 16:32 179769313486231570000000000000000000000.00 90.00 0.00");
+        x.take("VNBENCH staging rx-1514-b32-1desc 672 3");
+        assert_eq!(
+            sweep_problems(&x),
+            vec![
+                "rx-1514-b32-1desc: a figure is not a time",
+                "rx-1514-b32-1desc: virtnet staged elsewhere 3 times"
+            ]
+        );
+        let mut ok = Extras::default();
+        ok.take("VNBENCH sweep layouts=1 passes=1 rounds=4");
+        for case in ["a", "b", "c", "d"] {
+            ok.take(&format!("VNBENCH layout {case} 0:0 30.00 90.00 5.00"));
+            ok.take(&format!("VNBENCH staging {case} 8 0"));
+        }
+        assert!(sweep_problems(&ok).is_empty());
+        assert_eq!(sweep_problems(&Extras::default()).len(), 1);
     }
 
     #[test]

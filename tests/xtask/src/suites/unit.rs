@@ -1,4 +1,5 @@
-//! `unit`: `cargo test` over the workspace, summing cargo's result lines.
+//! `unit`: `cargo test` over the workspace, summing cargo's result lines,
+//! and a smoke run of the core's benchmark (`crate::bench::smoke`).
 
 use anyhow::Result;
 
@@ -9,12 +10,15 @@ use crate::util::run_cargo_tests;
 /// whose tests need a VM and run in their own suite).
 const EXCLUDE: &[&str] = &["virtnet-interop"];
 
-/// Runs `cargo test --workspace --no-fail-fast`, less [`EXCLUDE`].
+/// Runs `cargo test --workspace --no-fail-fast`, less [`EXCLUDE`], then
+/// the benchmark's smoke run.
 pub fn run(ctx: &Ctx) -> Result<Tally> {
     let mut cmd = ctx.cargo();
     cmd.args(["test", "--workspace", "--no-fail-fast"]);
     for pkg in EXCLUDE {
         cmd.args(["--exclude", pkg]);
     }
-    run_cargo_tests(&mut cmd)
+    let mut tally = run_cargo_tests(&mut cmd)?;
+    crate::bench::smoke(ctx, &mut tally)?;
+    Ok(tally)
 }
