@@ -368,8 +368,8 @@ impl Placed {
 }
 
 /// Offset in its page of a host address.
-fn page_off(p: *const u8) -> usize {
-    p as usize % 4096
+fn page_off(addr: usize) -> usize {
+    addr % 4096
 }
 
 /// A backend that copies frames out (TX) and in (RX) of host memory.
@@ -891,6 +891,11 @@ fn footprint() {
 
 // ------------------------------------------------------------ layout sweep
 
+/// A numeric `VNBENCH_*` setting from the environment.
+fn env_u64(key: &str) -> Option<u64> {
+    std::env::var(key).ok().and_then(|v| v.parse().ok())
+}
+
 /// Layouts in the sweep (drawn at random, fixed seed).
 const SWEEP_LAYOUTS: usize = 96;
 /// Passes over every case and layout when `VNBENCH_PASSES` is not set;
@@ -951,14 +956,11 @@ fn sweep_device<D: Device>(
     let dev = make(g, case, drv.drv.layout);
     let mut b = Bench::new(g, drv, dev, case.batch);
     b.check(4);
-    let staging = staging.unwrap_or_else(|| page_off(b.dev.staged() as *const u8));
+    let staging = staging.unwrap_or_else(|| page_off(b.dev.staged()));
     b.dev.place(staging, (staging + io_dist) % 4096);
     b.check(rounds / 4);
     let per_round = b.run(rounds).as_secs_f64() * 1e9 / rounds as f64;
-    (
-        per_round / f64::from(case.batch),
-        page_off(b.dev.staged() as *const u8),
-    )
+    (per_round / f64::from(case.batch), page_off(b.dev.staged()))
 }
 
 /// The memcpy baseline, placed like the devices.
@@ -989,9 +991,8 @@ fn sweep_memcpy(g: &Guest, case: Case, staging: usize, io_dist: usize, rounds: u
 /// offset> <moved>` (`moved`: how many virtnet measurements staged frames
 /// elsewhere, which should be 0).
 fn layouts(g: &Guest) {
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
-    let rounds = env("VNBENCH_ROUNDS").unwrap_or(1000).max(1);
-    let passes = env("VNBENCH_PASSES").map_or(SWEEP_PASSES, |p| p.max(1) as usize);
+    let rounds = env_u64("VNBENCH_ROUNDS").unwrap_or(1000).max(1);
+    let passes = env_u64("VNBENCH_PASSES").map_or(SWEEP_PASSES, |p| p.max(1) as usize);
     let cases = sweep_cases();
     let layouts = sweep_layouts();
     let staging: Vec<usize> = cases
@@ -1037,10 +1038,7 @@ fn layouts(g: &Guest) {
 /// without criterion (for `perf record` / `perf stat`) and print the median
 /// round.
 fn profile(which: &str, g: &Guest) {
-    let rounds: u64 = std::env::var("VNBENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(200_000);
+    let rounds = env_u64("VNBENCH_ROUNDS").unwrap_or(200_000);
     let (imp, name) = which
         .split_once('/')
         .expect("VNBENCH_PROFILE=<impl>/<case>");

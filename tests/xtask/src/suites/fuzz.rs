@@ -21,15 +21,12 @@ const SECS: u64 = 60;
 pub fn run(ctx: &Ctx) -> Result<Tally> {
     ensure_tools()?;
     ensure_rustup_components(None, &["rustfmt", "clippy"])?;
-    let mut cmd = std::process::Command::new("cargo");
-    cmd.current_dir(fuzz_dir(ctx))
-        .args(["test", "--no-fail-fast"]);
-    let mut tally = run_cargo_tests(&mut cmd)?;
     let cargo = || {
         let mut c = std::process::Command::new("cargo");
         c.current_dir(fuzz_dir(ctx));
         c
     };
+    let mut tally = run_cargo_tests(cargo().args(["test", "--no-fail-fast"]))?;
     tally.check_cmd("fuzz: cargo fmt --check", cargo().args(["fmt", "--check"]))?;
     tally.check_cmd(
         "fuzz: cargo clippy -D warnings",
