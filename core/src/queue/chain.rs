@@ -224,6 +224,10 @@ impl<const S: usize> DescriptorChain<S> {
         offset: usize,
         dst: &mut [u8],
     ) -> Result<usize, MemError> {
+        if let Some(addr) = inside_one(self.readable(), offset, dst.len()) {
+            mem.read(addr, dst)?;
+            return Ok(dst.len());
+        }
         copy_segments(self.readable(), offset, dst.len(), |addr, pos, n| {
             let d = dst.get_mut(pos..pos.saturating_add(n)).unwrap_or(&mut []);
             mem.read(addr, d)
@@ -256,6 +260,10 @@ impl<const S: usize> DescriptorChain<S> {
         offset: usize,
         src: &[u8],
     ) -> Result<usize, MemError> {
+        if let Some(addr) = inside_one(self.writable(), offset, src.len()) {
+            mem.write(addr, src)?;
+            return Ok(src.len());
+        }
         copy_segments(self.writable(), offset, src.len(), |addr, pos, n| {
             let s = src.get(pos..pos.saturating_add(n)).unwrap_or(&[]);
             mem.write(addr, s)
@@ -333,6 +341,27 @@ impl<const S: usize> DescriptorChain<S> {
         }
         Ok(())
     }
+}
+
+/// The guest address of `[offset, offset + len)` when that range lies inside
+/// one of `segs` (counting from the first): a split header and frame
+/// (header in one descriptor, frame in the next) is copied in one piece,
+/// without [`copy_segments`]' loop.
+#[inline]
+fn inside_one(segs: &[Segment], offset: usize, len: usize) -> Option<GuestAddress> {
+    let mut skip = offset;
+    for s in segs {
+        let slen = s.len as usize;
+        if skip < slen {
+            if len > slen.saturating_sub(skip) {
+                return None;
+            }
+            // Cannot overflow: the walk checked `addr + len` for the segment.
+            return s.addr.checked_add(skip as u64);
+        }
+        skip = skip.saturating_sub(slen);
+    }
+    None
 }
 
 /// Walk `segs` from byte `offset`, calling `f(addr, pos_in_buf, n)` for each
