@@ -251,6 +251,10 @@ pub fn smoke(ctx: &Ctx, tally: &mut crate::util::Tally) -> Result<()> {
     Ok(())
 }
 
+/// The cases the layout sweep measures: batch 32, 64 B and 1514 B, TX and
+/// RX, one descriptor, two and indirect.
+const SWEEP_CASES: usize = 12;
+
 /// What is wrong with a layout sweep's output (empty: nothing).
 fn sweep_problems(x: &Extras) -> Vec<String> {
     let mut out = Vec::new();
@@ -261,8 +265,8 @@ fn sweep_problems(x: &Extras) -> Vec<String> {
     let Some(layouts) = layouts else {
         return vec!["no `VNBENCH sweep layouts=N` line".into()];
     };
-    if x.layouts.len() != 4 {
-        out.push(format!("{} cases, want 4", x.layouts.len()));
+    if x.layouts.len() != SWEEP_CASES {
+        out.push(format!("{} cases, want {SWEEP_CASES}", x.layouts.len()));
     }
     for (case, rows) in &x.layouts {
         if rows.len() != layouts {
@@ -570,6 +574,7 @@ mod tests {
         assert_eq!(
             sweep_problems(&x),
             vec![
+                "4 cases, want 12",
                 "rx-1514-b32-1desc: 1 layouts, want 2",
                 "rx-1514-b32-1desc: no staging line"
             ]
@@ -579,13 +584,14 @@ mod tests {
         assert_eq!(
             sweep_problems(&x),
             vec![
+                "4 cases, want 12",
                 "rx-1514-b32-1desc: a figure is not a time",
                 "rx-1514-b32-1desc: virtnet staged elsewhere 3 times"
             ]
         );
         let mut ok = Extras::default();
         ok.take("VNBENCH sweep layouts=1 passes=1 rounds=4");
-        for case in ["a", "b", "c", "d"] {
+        for case in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"] {
             ok.take(&format!("VNBENCH layout {case} 0:0 30.00 90.00 5.00"));
             ok.take(&format!("VNBENCH staging {case} 8 0"));
         }
