@@ -300,10 +300,13 @@ impl<const S: usize> DescriptorChain<S> {
         if !writable && self.segments.len() > self.first_writable {
             return Err(ChainError::ReadableAfterWritable);
         }
-        self.readable_len
-            .checked_add(self.writable_len)
-            .and_then(|t| t.checked_add(len))
-            .ok_or(ChainError::TotalTooLarge)?;
+        // One sum in 64 bits: three `u32`s cannot overflow it.
+        let total = u64::from(self.readable_len)
+            .wrapping_add(u64::from(self.writable_len))
+            .wrapping_add(u64::from(len));
+        if total > u64::from(u32::MAX) {
+            return Err(ChainError::TotalTooLarge);
+        }
         if len == 0 {
             return Ok(());
         }
@@ -333,10 +336,12 @@ impl<const S: usize> DescriptorChain<S> {
                 writable,
             })
             .map_err(|_| ChainError::TooManySegments)?;
+        // Cannot wrap: `push` checked the chain's total fits `u32`, and a
+        // lone descriptor's length is a `u32` added to zero.
         if writable {
-            self.writable_len = self.writable_len.saturating_add(len);
+            self.writable_len = self.writable_len.wrapping_add(len);
         } else {
-            self.readable_len = self.readable_len.saturating_add(len);
+            self.readable_len = self.readable_len.wrapping_add(len);
             self.first_writable = self.segments.len();
         }
         Ok(())
@@ -445,7 +450,8 @@ pub(crate) fn walk<M: GuestMemory + ?Sized, const S: usize>(
         }
         ttl = ttl.saturating_sub(1);
         d = mem.read_obj(table.descriptor(idx)).map_err(Err)?;
-        chain.walked = chain.walked.saturating_add(1);
+        // At most `size` + 65535 descriptors: cannot wrap a `u32`.
+        chain.walked = chain.walked.wrapping_add(1);
     }
 }
 
@@ -476,7 +482,8 @@ fn walk_indirect<M: GuestMemory + ?Sized, const S: usize>(
             .offset(u64::from(idx).saturating_mul(Descriptor::SIZE))
             .map_err(ChainError::OutsideMemory)?;
         let d: Descriptor = mem.read_obj(at).map_err(ChainError::OutsideMemory)?;
-        chain.walked = chain.walked.saturating_add(1);
+        // At most `size` + 65535 descriptors: cannot wrap a `u32`.
+        chain.walked = chain.walked.wrapping_add(1);
         let flags =
             DescFlags::from_bits(d.flags.get()).ok_or(ChainError::UnknownFlags(d.flags.get()))?;
         if flags.contains(DescFlags::INDIRECT) {

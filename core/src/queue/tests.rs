@@ -578,6 +578,20 @@ fn case23_total_length_above_u32_max_is_refused() {
     d.publish(&mem).unwrap();
     let mut c = DescriptorChain::<8>::new();
     assert_eq!(malformed(q.pop(&sparse, &mut c)), ChainError::TotalTooLarge);
+    // Exactly `u32::MAX` in total, readable and writable, is a chain.
+    d.add_chain(
+        &mem,
+        &[
+            (1 << 32, u32::MAX - 2, false),
+            (1 << 33, 1, false),
+            (1 << 34, 1, true),
+        ],
+    )
+    .unwrap();
+    d.publish(&mem).unwrap();
+    assert!(matches!(q.pop(&sparse, &mut c), Ok(Some(Popped::Chain(_)))));
+    assert_eq!(c.readable_len(), u32::MAX - 1);
+    assert_eq!(c.writable_len(), 1);
 }
 
 /// Case 24: a readable descriptor after a writable one.
