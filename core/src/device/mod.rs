@@ -720,8 +720,9 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
         };
         match r {
             Ok(()) => {
-                self.stats.tx_packets = self.stats.tx_packets.saturating_add(1);
-                self.stats.tx_bytes = self.stats.tx_bytes.saturating_add(frame_len as u64);
+                // 64-bit counters: wrapping is exact for centuries.
+                self.stats.tx_packets = self.stats.tx_packets.wrapping_add(1);
+                self.stats.tx_bytes = self.stats.tx_bytes.wrapping_add(frame_len as u64);
             }
             Err(_) => {
                 self.stats.tx_backend_errors = self.stats.tx_backend_errors.saturating_add(1);
@@ -916,8 +917,9 @@ impl<'p, B: Backend, I: Interceptor, const SLOT: usize, const COUNT: usize>
             match d {
                 Delivery::Delivered | Delivery::Dropped => {
                     if let Delivery::Delivered = d {
-                        self.stats.rx_packets = self.stats.rx_packets.saturating_add(1);
-                        self.stats.rx_bytes = self.stats.rx_bytes.saturating_add(len as u64);
+                        // 64-bit counters: wrapping is exact for centuries.
+                        self.stats.rx_packets = self.stats.rx_packets.wrapping_add(1);
+                        self.stats.rx_bytes = self.stats.rx_bytes.wrapping_add(len as u64);
                     }
                     if lent {
                         self.rx_lent_waiting = false;

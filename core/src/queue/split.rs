@@ -398,7 +398,9 @@ impl Virtqueue for SplitQueue {
         if self.next_avail == self.avail_shadow && self.refresh_avail(mem)? == self.next_avail {
             return Ok(None);
         }
-        if self.in_flight.saturating_add(self.used_batched) >= self.layout.size {
+        // Cannot wrap: `in_flight` stays at most the ring size (32768 at
+        // most: `ring_full` refuses more) and the batch at most 32.
+        if self.in_flight.wrapping_add(self.used_batched) >= self.layout.size {
             self.ring_full(mem)?;
         }
         // Ordered after the acquire load of avail idx.
@@ -416,7 +418,8 @@ impl Virtqueue for SplitQueue {
             avail_pos: self.next_avail,
         };
         self.next_avail = self.next_avail.wrapping_add(1);
-        self.in_flight = self.in_flight.saturating_add(1);
+        // Below the ring size before this pop (checked above).
+        self.in_flight = self.in_flight.wrapping_add(1);
         match walk(
             mem,
             self.layout.desc_table,
@@ -456,11 +459,12 @@ impl Virtqueue for SplitQueue {
         // The element as one 8-byte word (UsedElem's layout: id, then len,
         // little-endian), kept until the queue publishes.
         let elem = (u64::from(len) << 32) | u64::from(head.index);
-        let at = usize::from(self.used_batched).saturating_mul(8);
-        if let Some(slot) = self.used_batch.get_mut(at..at.saturating_add(8)) {
+        // Below `used_cap` (at most 32) here: the products are small.
+        let at = usize::from(self.used_batched).wrapping_mul(8);
+        if let Some(slot) = self.used_batch.get_mut(at..at.wrapping_add(8)) {
             slot.copy_from_slice(&elem.to_le_bytes());
         }
-        self.used_batched = self.used_batched.saturating_add(1);
+        self.used_batched = self.used_batched.wrapping_add(1);
         self.next_used = self.next_used.wrapping_add(1);
         self.in_flight = self.in_flight.saturating_sub(1);
         Ok(())
