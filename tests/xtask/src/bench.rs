@@ -64,7 +64,7 @@ struct Extras {
     /// Layout sweep: per case, staging page offset and how many virtnet
     /// measurements staged elsewhere.
     staging: HashMap<String, (u64, u64)>,
-    /// Layout sweep: its parameters, as printed (`passes=8 step=64 ...`).
+    /// Layout sweep: its parameters, as printed (`layouts=96 passes=6 ...`).
     sweep: String,
 }
 
@@ -428,6 +428,7 @@ fn layout_table(x: &Extras) -> String {
         let lo = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let gap: Vec<f64> = rows.iter().map(|r| r[0] - r[2]).collect();
+        let (mv, mr) = (median(&v), median(&r));
         let staged = match x.staging.get(case) {
             Some((at, 0)) => format!("{at}"),
             Some((at, moved)) => format!("{at} ({moved} moved)"),
@@ -436,14 +437,14 @@ fn layout_table(x: &Extras) -> String {
         out.push_str(&format!(
             "| {case} | {} | {:.1} ({:.1}-{:.1}) | {:.1} ({:.1}-{:.1}) | {:.1} | {:.3} | {:.1} ({:.1}) | {staged} |\n",
             rows.len(),
-            median(&v),
+            mv,
             lo(&v),
             hi(&v),
-            median(&r),
+            mr,
             lo(&r),
             hi(&r),
             median(&m),
-            median(&v) / median(&r),
+            mv / mr,
             median(&gap),
             hi(&gap),
         ));
